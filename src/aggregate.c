@@ -1,0 +1,2 @@
+/* aggregate.c - placeholder until implemented. */
+typedef int tally__placeholder_aggregate;

@@ -1,0 +1,2 @@
+/* btree.c - placeholder until implemented. */
+typedef int tally__placeholder_btree;

@@ -1,0 +1,193 @@
+/*
+ * btree_int.h - counted B+tree of items (key, id, sum), and the undo log
+ * that makes every change reversible.
+ *
+ * One tree holds one namespace. Items are unique by (key, id) and ordered
+ * by key (memcmp on the common length, then shorter first), then by id (the
+ * same rule). Every child reference in an inner node carries the count and
+ * the sum of its subtree, so rank, select, and count/sum over a range are
+ * one or two root-to-leaf descents.
+ *
+ * The tree knows nothing of namespaces, tables or transactions; it only
+ * writes undo records into the log it is handed, so that the layer above
+ * can roll back any suffix of its writes. Rolling back never allocates.
+ */
+#ifndef TALLY_BTREE_INT_H
+#define TALLY_BTREE_INT_H
+
+#include "alloc_int.h"
+#include "tally.h"
+
+/* Deepest tree possible: node size >= 4 means fanout >= 2 below the root,
+ * and counts are uint64_t, so 64 levels always suffice. */
+#define TALLY__MAX_HEIGHT 64
+
+typedef struct tally__node tally__node;
+typedef struct tally__tree tally__tree;
+typedef struct tally__undo tally__undo;
+
+/* ------------------------------------------------------------------------ */
+/* Undo log                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A LIFO log of records, each describing how to reverse one change. The
+ * owner (the aggregate) takes a mark before a write, rolls back to it when
+ * the write fails, and, outside a transaction, commits right after a
+ * successful write. Inside a transaction records accumulate until
+ * tally_agg_commit (commit: release all) or tally_agg_rollback (rollback
+ * to 0).
+ *
+ * Guarantees:
+ *  - tally__undo_rollback allocates nothing and cannot fail. Everything it
+ *    needs (node images, saved item bytes, nodes freed by merges) is kept
+ *    alive in the log until commit.
+ *  - Nodes "freed" while records exist are not freed: they are kept by a
+ *    record and freed at commit (so images that point at them stay valid).
+ *  - Records are appended before the change they describe; if appending
+ *    fails (TALLY_ENOMEM), the change has not happened yet.
+ */
+struct tally__undo {
+  tally__mem *mem;   /* allocator of the owning aggregate */
+  void *recs;        /* record array (layout private to btree.c) */
+  size_t n, cap;     /* records used / allocated */
+};
+
+/* Custom records let the layer above log its own changes (namespace map).
+ * undo is called on rollback, release on commit; both must not fail. */
+typedef void (*tally__undo_fn)(void *owner, void *p, uint64_t u);
+
+void tally__undo_init(tally__undo *u, tally__mem *mem);
+/* Free the log; pending records are released (as on commit). */
+void tally__undo_destroy(tally__undo *u);
+/* Current position, to roll back to later. */
+size_t tally__undo_mark(const tally__undo *u);
+/* Reverse every record above mark, newest first. Cannot fail. */
+void tally__undo_rollback(tally__undo *u, size_t mark);
+/* Release every record (the changes become permanent). Cannot fail. */
+void tally__undo_commit(tally__undo *u);
+/* Make room for at least extra more records (TALLY_ENOMEM). */
+int tally__undo_reserve(tally__undo *u, size_t extra);
+/* Append a custom record (TALLY_ENOMEM unless reserved). */
+int tally__undo_push_custom(tally__undo *u, tally__undo_fn undo,
+                            tally__undo_fn release, void *owner, void *p,
+                            uint64_t x);
+
+/* ------------------------------------------------------------------------ */
+/* Tree                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Shared by all trees of one aggregate. */
+typedef struct tally__ctx {
+  tally__mem mem;     /* allocator */
+  tally__undo undo;   /* where every tree change is logged */
+  unsigned node_size; /* max items per leaf and children per inner node */
+} tally__ctx;
+
+/* Where an edge sits relative to equal keys / positions. */
+typedef enum tally__edge_kind {
+  TALLY__EDGE_MIN = 0,    /* before every item */
+  TALLY__EDGE_MAX,        /* after every item */
+  TALLY__EDGE_KEY_BEFORE, /* before every item whose key >= key */
+  TALLY__EDGE_KEY_AFTER,  /* after every item whose key <= key */
+  TALLY__EDGE_POS_BEFORE, /* before every item with (key,id) >= (key,id) */
+  TALLY__EDGE_POS_AFTER,  /* after every item with (key,id) <= (key,id) */
+  TALLY__EDGE_PREFIX_END  /* after every item whose key starts with key
+                             (i.e. whose key truncated to len(key) <= key) */
+} tally__edge_kind;
+
+/*
+ * An edge is a gap between items: it splits the ordered items into those
+ * "before" it and the rest. rank(edge) is the number of items before it.
+ * A range of items is the pair of edges (lo, hi): items not before lo and
+ * before hi.
+ */
+typedef struct tally__edge {
+  tally__edge_kind kind;
+  const unsigned char *key; /* not used by MIN / MAX */
+  size_t klen;
+  const unsigned char *id;  /* only POS_* */
+  size_t idlen;
+} tally__edge;
+
+/* Create an empty tree; logs it so rollback frees it. TALLY_ENOMEM. */
+int tally__tree_new(tally__ctx *cx, tally__tree **out);
+/* Free a tree and its nodes now, without logging (aggregate teardown, or
+ * from an undo/release callback). */
+void tally__tree_destroy(tally__ctx *cx, tally__tree *t);
+/* Log a deferred free: the tree is freed at commit, kept on rollback. */
+int tally__tree_retire(tally__ctx *cx, tally__tree *t);
+
+uint64_t tally__tree_count(const tally__tree *t); /* O(1) */
+double tally__tree_sum(const tally__tree *t);     /* O(B) */
+/* Incremented by every change and every rollback touching the tree. */
+uint64_t tally__tree_version(const tally__tree *t);
+
+/*
+ * Writes. Key and id lengths are already checked by the caller (key <=
+ * TALLY_KEY_MAX, id <= TALLY_ID_MAX; sum finite). Every change is logged;
+ * on error the tree may hold part of the change, and the caller rolls back
+ * to its mark (so the tree functions need not be all-or-nothing
+ * themselves, but they must log before they change).
+ */
+/* TALLY_EEXISTS if present. */
+int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
+                       size_t klen, const void *id, size_t idlen, double sum);
+/* TALLY_ENOTFOUND if absent; *old_sum (may be NULL) gets the removed sum. */
+int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
+                       size_t klen, const void *id, size_t idlen,
+                       double *old_sum);
+/* Set the sum of an existing item; TALLY_ENOTFOUND if absent. */
+int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
+                        size_t klen, const void *id, size_t idlen, double sum);
+/* Remove everything (the nodes are retired through the log). */
+int tally__tree_clear(tally__ctx *cx, tally__tree *t);
+
+/* Reads. */
+/* TALLY_OK and *sum if present, else TALLY_ENOTFOUND. */
+int tally__tree_find(const tally__tree *t, const void *key, size_t klen,
+                     const void *id, size_t idlen, double *sum);
+/* Number of items before the edge. One descent. */
+uint64_t tally__tree_rank(const tally__tree *t, const tally__edge *e);
+/* Count and sum of the items not before lo and before hi (0 when
+ * inverted). Sums only whole subtrees and items inside the range (never
+ * prefix-sum differences), so the result is as exact as a direct sum. Two
+ * descents that share their common upper part. */
+void tally__tree_range(const tally__tree *t, const tally__edge *lo,
+                       const tally__edge *hi, uint64_t *count, double *sum);
+/* Copy the item of this rank; TALLY_ERANGE if rank >= count. */
+int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out);
+
+/* Check invariants 1-6 of btree.c; TALLY_ECORRUPT with a message. */
+int tally__tree_validate(const tally__tree *t, unsigned node_size, char *msg,
+                         size_t msglen);
+
+/* Bytes held by the tree (nodes and key storage), for memory reports. */
+size_t tally__tree_bytes(const tally__tree *t);
+
+/* ------------------------------------------------------------------------ */
+/* Iterator: a path from the root, stepping both ways.                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct tally__iter {
+  const tally__tree *t;
+  uint64_t version; /* tally__tree_version when positioned */
+  uint64_t rank;    /* rank of the current item */
+  int depth;        /* levels in path; 0 = unpositioned */
+  struct {
+    const tally__node *node;
+    unsigned idx;   /* child index (inner) or item index (leaf) */
+  } path[TALLY__MAX_HEIGHT];
+} tally__iter;
+
+/* Position at the item of this rank; TALLY_ENOTFOUND if rank >= count. */
+int tally__iter_seek_rank(tally__iter *it, const tally__tree *t,
+                          uint64_t rank);
+/* Step; TALLY_ENOTFOUND past either end (then unpositioned); TALLY_EINVAL
+ * if unpositioned or the tree changed since positioning. */
+int tally__iter_next(tally__iter *it);
+int tally__iter_prev(tally__iter *it);
+/* Copy the current item; TALLY_EINVAL as above. */
+int tally__iter_get(const tally__iter *it, tally_item *out);
+
+#endif /* TALLY_BTREE_INT_H */

@@ -1,0 +1,2 @@
+/* key.c - placeholder until implemented. */
+typedef int tally__placeholder_key;

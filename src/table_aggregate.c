@@ -1,0 +1,2 @@
+/* table_aggregate.c - placeholder until implemented. */
+typedef int tally__placeholder_table_aggregate;

@@ -1,0 +1,2 @@
+/* triggers.c - placeholder until implemented. */
+typedef int tally__placeholder_triggers;
