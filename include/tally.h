@@ -158,7 +158,7 @@ TALLY_API tally_bytes tally_item_id(const tally_item *item);
 
 /*
  * A key is one value: null, int64, double, bool, string, bytes, or a tuple
- * of values (nested to any depth that fits TALLY_KEY_MAX). Encoded keys
+ * of values (tuples nest up to 64 levels, within TALLY_KEY_MAX). Encoded keys
  * compare with plain memcmp (shorter-is-smaller on a common prefix) in the
  * typed order: null < every int64 < every double < NaN < false < true <
  * strings < bytes < tuples. Within a type: numeric order (-0.0 equals 0.0;
@@ -682,6 +682,536 @@ TALLY_API int tally_agg_validate(const tally_agg *agg, char *msg,
 /* ========================================================================= */
 /* TABLES AND TRIGGERS (issue 3) - section owned by the triggers work.        */
 /* ========================================================================= */
+
+/* ------------------------------------------------------------------------ */
+/* Table aggregates: an aggregate fed from rows of one table                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A table aggregate maps each row of a table to one item through the
+ * caller's extractors: (namespace(row), key(row), id, sum(row)). The id is
+ * the row's id (given with the row: rows are opaque to tally). Reads go
+ * through the underlying aggregate: tally_table_agg().
+ */
+typedef struct tally_table tally_table;
+
+/*
+ * Extractors. Each returns 0 on success; any other value makes the calling
+ * operation fail with TALLY_EHOOK and change nothing (the raw value is kept:
+ * tally_table_hook_error). They must not modify the table aggregate.
+ * key: append exactly one key to *key (already initialised).
+ * sum: store the row's sum value (must be finite, else TALLY_EINVAL).
+ * ns:  set *has_ns = false for "no namespace", or build one key into *ns.
+ */
+typedef int (*tally_key_fn)(const void *row, tally_keybuf *key, void *udata);
+typedef int (*tally_sum_fn)(const void *row, double *sum, void *udata);
+typedef int (*tally_ns_fn)(const void *row, tally_keybuf *ns, bool *has_ns,
+                           void *udata);
+
+/* Options for tally_table_new. Zero-initialise, then fill in. */
+typedef struct tally_table_options {
+  int version;                  /* 0 or 1 */
+  tally_key_fn key;             /* required */
+  tally_sum_fn sum;             /* NULL: every sum is 0 */
+  tally_ns_fn ns;               /* NULL: no namespace */
+  void *udata;                  /* passed to the extractors */
+  unsigned node_size;           /* as tally_agg_options.node_size */
+  const tally_allocator *alloc; /* NULL = C library; copied */
+} tally_table_options;
+
+/* --- table aggregate functions: declared below by the table work --- */
+
+/*
+ * Every function below that takes rows calls the extractors on them before
+ * it writes anything, so a failing extractor leaves the aggregate as it
+ * was. Which extractors run: insert-like rows (the new row) get ns, key
+ * and sum; rows being removed (the old row) get ns and key only. For the
+ * ns extractor *has_ns starts out true: build a key into *ns, or set it to
+ * false for "no namespace" (true with nothing built is TALLY_EINVAL).
+ * Results common to all of them: TALLY_EINVAL for a NULL table, row or
+ * required pointer, for an id with data NULL and len > 0, or a non-finite
+ * sum; TALLY_EHOOK when an extractor returns nonzero (its raw value is kept
+ * for tally_table_hook_error); TALLY_EBADKEY for an oversized key,
+ * namespace or id, or a key the extractor left unfinished or malformed
+ * (sticky errors of the key builder pass through); TALLY_ENOMEM; and the
+ * codes of the aggregate call each one maps to. On any error nothing
+ * changed. Rows are borrowed for the call; tally keeps copies of keys,
+ * namespaces and ids only. The same id must be passed with a row every
+ * time: it is the item's id. Each write is O(B log n).
+ */
+
+/*
+ * tally_table_new - create a table aggregate with an empty aggregate.
+ * @param[in]  opts  required; opts->key is required; node_size and alloc
+ *                   as in tally_agg_options. Copied: udata must stay valid.
+ * @param[out] out   the new table aggregate; free with tally_table_free.
+ * @return TALLY_OK; TALLY_EINVAL (opts, opts->key or out NULL, version
+ *         not 0/1, bad node size, incomplete allocator); TALLY_ENOMEM. O(1).
+ */
+TALLY_API int tally_table_new(const tally_table_options *opts,
+                              tally_table **out);
+
+/* tally_table_free - free the table aggregate and its aggregate (an open
+ * aggregate transaction is discarded). NULL is a no-op. */
+TALLY_API void tally_table_free(tally_table *t);
+
+/*
+ * tally_table_agg - the underlying aggregate, owned by t (valid until
+ * tally_table_free): use it for every read and for tally_agg_begin /
+ * commit / rollback. Writing to it directly bypasses the extractors (fine
+ * for repairs; tally_table_verify then tells what differs). NULL if t is.
+ */
+TALLY_API tally_agg *tally_table_agg(const tally_table *t);
+
+/* tally_table_insert - insert the item of a new row:
+ * (ns(row), key(row), id, sum(row)). TALLY_EEXISTS if it is present. */
+TALLY_API int tally_table_insert(tally_table *t, tally_bytes id,
+                                 const void *row);
+
+/* tally_table_delete - delete the item of a removed row: (ns(row),
+ * key(row), id). TALLY_ENOTFOUND if it is absent. */
+TALLY_API int tally_table_delete(tally_table *t, tally_bytes id,
+                                 const void *row);
+
+/*
+ * tally_table_replace - a row changed from old_row to new_row (same id):
+ * move item (ns(old), key(old), id) to (ns(new), key(new), id) with
+ * sum(new). TALLY_ENOTFOUND if the old item is absent; TALLY_EEXISTS if
+ * the new position holds another item. When namespace, key and sum are
+ * unchanged the tree is left untouched (same result).
+ */
+TALLY_API int tally_table_replace(tally_table *t, tally_bytes id,
+                                  const void *old_row, const void *new_row);
+
+/*
+ * Idempotent variants, for out-of-sync data and backfills. changed (may be
+ * NULL) tells whether the call modified the aggregate.
+ * insert_if_absent: afterwards the row's item exists with sum(row) - it is
+ *   inserted, or an existing item gets the new sum (an upsert, never
+ *   TALLY_EEXISTS; repeating it is harmless).
+ * delete_if_exists: remove the row's item if present; otherwise nothing
+ *   happens (no namespace is created).
+ * replace_or_insert: remove the old row's item if present, then put the new
+ *   row's item (if that position exists, its sum is set). Never
+ *   TALLY_ENOTFOUND or TALLY_EEXISTS.
+ */
+TALLY_API int tally_table_insert_if_absent(tally_table *t, tally_bytes id,
+                                           const void *row, bool *changed);
+TALLY_API int tally_table_delete_if_exists(tally_table *t, tally_bytes id,
+                                           const void *row, bool *changed);
+TALLY_API int tally_table_replace_or_insert(tally_table *t, tally_bytes id,
+                                            const void *old_row,
+                                            const void *new_row,
+                                            bool *changed);
+
+/*
+ * tally_table_index_of_row - position of a row among the admitted items of
+ * its namespace: tally_agg_index_of(ns(row), bounds, key(row), &id, order).
+ * The row's own id is the probe id, so with tied keys it is that row's
+ * exact position (ASC: admitted items before it; DESC: after it). The row
+ * need not be in the aggregate. Calls the ns and key extractors; being a
+ * read, a failing extractor gives TALLY_EHOOK without recording its value.
+ * @param[in]  bounds  NULL admits everything.
+ * @param[out] index   required.
+ * O(B log n).
+ */
+TALLY_API int tally_table_index_of_row(const tally_table *t, tally_bytes id,
+                                       const void *row,
+                                       const tally_bounds *bounds,
+                                       tally_order order, uint64_t *index);
+
+/*
+ * tally_table_hook_error - the raw nonzero value returned by the last
+ * failing extractor of a write (or by store->scan_rows in backfill and
+ * repair), 0 if none ever failed. O(1).
+ */
+TALLY_API int tally_table_hook_error(const tally_table *t);
+
+/* The store interface (tally_store) is defined below; the functions that
+ * scan a table take it by its struct tag. */
+struct tally_store;
+
+/* tally_table_validate - tally_agg_validate of the underlying aggregate. */
+TALLY_API int tally_table_validate(const tally_table *t, char *msg,
+                                   size_t msglen);
+
+/*
+ * tally_table_backfill - attach to a table that already holds rows: scan
+ * it with store->scan_rows and insert_if_absent every row's item (so
+ * running it twice, or over rows already tracked, is harmless; items whose
+ * row is gone are not removed - tally_table_repair does that).
+ * All-or-nothing: without an open aggregate transaction it runs inside its
+ * own (rolled back on failure); inside the caller's open transaction a
+ * failure leaves part of the work in that transaction, which the caller
+ * must roll back.
+ * @param[in]  store  its scan_rows is required; table is passed to it.
+ * @param[out] rows   (may be NULL) the number of rows scanned.
+ * @return TALLY_OK; TALLY_EINVAL (NULL t/store/table, no scan_rows);
+ *         TALLY_EHOOK (an extractor or scan_rows failed: raw value in
+ *         tally_table_hook_error); the write errors above. O(rows B log n).
+ */
+TALLY_API int tally_table_backfill(tally_table *t,
+                                   const struct tally_store *store,
+                                   const char *table, uint64_t *rows);
+
+/* Kind of a difference between a table and its aggregate. */
+typedef enum tally_diff_kind {
+  TALLY_DIFF_MISSING = 1, /* a row has no item */
+  TALLY_DIFF_EXTRA = 2,   /* an item has no row */
+  TALLY_DIFF_WRONG = 3    /* the item is present with a different sum */
+} tally_diff_kind;
+
+/* One difference, borrowed for the duration of the callback. */
+typedef struct tally_diff {
+  tally_diff_kind kind;
+  const tally_bytes *ns; /* NULL = no namespace */
+  tally_bytes key;       /* encoded key */
+  tally_bytes id;        /* id */
+  double expected_sum;   /* sum(row); 0 for TALLY_DIFF_EXTRA */
+  double actual_sum;     /* the item's sum; 0 for TALLY_DIFF_MISSING */
+} tally_diff;
+
+/* What tally_table_verify / tally_table_repair found. */
+typedef struct tally_verify_report {
+  uint64_t rows;    /* rows scanned */
+  uint64_t items;   /* items in the aggregate (before any repair) */
+  uint64_t missing; /* rows without their item */
+  uint64_t extra;   /* items without their row */
+  uint64_t wrong;   /* items with a sum different from sum(row) */
+} tally_verify_report;
+
+/*
+ * tally_table_verify - compare the aggregate with its table without
+ * changing either. The rows' items are built in a temporary aggregate
+ * (t's allocator and node size), then both are walked in order, namespace
+ * by namespace (no namespace first, then key order), each in (key, id)
+ * order. Changes nothing; reads see an open transaction's writes.
+ * @param[in]  fn      (may be NULL) called for each difference, in that
+ *                     order; returning false stops the calls, counting
+ *                     goes on. fn must not modify the table aggregate.
+ * @param[out] report  required; written on success.
+ * @return TALLY_OK (differences are not errors); TALLY_EINVAL (NULL t,
+ *         store, table or report; no scan_rows); TALLY_EHOOK (an
+ *         extractor or scan_rows failed; not recorded, verify is a read);
+ *         TALLY_EBADKEY; TALLY_ENOMEM. O(rows B log n + items), memory
+ *         O(rows).
+ */
+TALLY_API int tally_table_verify(const tally_table *t,
+                                 const struct tally_store *store,
+                                 const char *table,
+                                 bool (*fn)(const tally_diff *d, void *udata),
+                                 void *udata, tally_verify_report *report);
+
+/*
+ * tally_table_repair - apply exactly the fixes tally_table_verify would
+ * report: insert missing items, delete extra ones, set wrong sums. Without
+ * an open aggregate transaction it runs inside its own: all or nothing.
+ * Inside the caller's open transaction the fixes join it (on failure the
+ * transaction holds part of them: roll it back).
+ * @param[out] report  (may be NULL) what was found (= what was fixed).
+ * @return as tally_table_verify; hook values are recorded. O(rows B log n +
+ *         items).
+ */
+TALLY_API int tally_table_repair(tally_table *t,
+                                 const struct tally_store *store,
+                                 const char *table,
+                                 tally_verify_report *report);
+
+/* (end of table aggregate functions) */
+
+/* ------------------------------------------------------------------------ */
+/* The caller's table store                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * tally_store - how tally reaches the caller's tables (an array, a hash
+ * map, SQLite, LMDB...). tally never owns rows and never assumes a storage
+ * engine: rows are opaque pointers, tables are names. Every callback gets
+ * udata as its first argument and returns 0 on success; any other value is
+ * a failure (tally reports TALLY_EHOOK and keeps the raw value, see
+ * tally_db_hook_error), except where TALLY_ENOTFOUND is documented. Fields
+ * are appended in later versions; set version to 1.
+ *
+ * Call protocol inside tally_db_transact: begin; then any number of
+ * insert_row / get_row / update_row / delete_row / release_row; then
+ * either commit (success ends it) or rollback. After begin was called,
+ * whatever happened (begin itself failing included), either one commit
+ * succeeded or rollback is called exactly once. A failed commit (e.g.
+ * SQLITE_BUSY, the transaction left open) is followed by rollback. The
+ * store may also roll back by itself after a failing callback (SQLite can);
+ * its rollback must then do nothing and may return anything (the result of
+ * rollback is ignored: tally reports the error that caused it). Callbacks
+ * must not call back into the tally_db that calls them.
+ */
+typedef struct tally_store {
+  int version; /* 1 */
+  void *udata; /* first argument of every callback */
+  /* Transactions: begin before the first write; commit at the end. A
+   * commit failure (e.g. SQLITE_BUSY) makes tally roll everything back.
+   * rollback is called exactly once after any failure, even when the store
+   * has already rolled back by itself (it must then do nothing). */
+  int (*begin)(void *udata);
+  int (*commit)(void *udata);
+  int (*rollback)(void *udata);
+  /* Insert row into table; write the new id (at most TALLY_ID_MAX bytes)
+   * into id and its length into *id_len. */
+  int (*insert_row)(void *udata, const char *table, const void *row,
+                    unsigned char *id, size_t *id_len);
+  /* Look up a row: *row points at a row owned by the store, which must
+   * stay valid and unchanged until tally passes it to release_row - even
+   * if the row is later updated or deleted in the same transaction, and
+   * after rollback (hand out copies or snapshots). TALLY_ENOTFOUND (the
+   * value itself) when absent. tally holds the rows of a change until
+   * every trigger of that change has run. */
+  int (*get_row)(void *udata, const char *table, tally_bytes id,
+                 const void **row);
+  /* Replace the whole row. */
+  int (*update_row)(void *udata, const char *table, tally_bytes id,
+                    const void *row);
+  /* Delete the row. */
+  int (*delete_row)(void *udata, const char *table, tally_bytes id);
+  /* Give back a row obtained from get_row (may be NULL: nothing to do).
+   * Cannot fail. Called exactly once per row get_row handed out, possibly
+   * after the transaction ended (rows passed to tally_txn_release). */
+  void (*release_row)(void *udata, const char *table, const void *row);
+  /* Call fn for every row of table (any order) until fn returns nonzero,
+   * which scan_rows must then return. Rows are borrowed for the call. Used
+   * by backfill and verify; may be NULL if those are not used. */
+  int (*scan_rows)(void *udata, const char *table,
+                   int (*fn)(tally_bytes id, const void *row, void *ctx),
+                   void *ctx);
+} tally_store;
+
+/* ------------------------------------------------------------------------ */
+/* Triggers and transactions                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A registry of triggers over one store. */
+typedef struct tally_db tally_db;
+/* The transaction handed to the function run by tally_db_transact and to
+ * every trigger; valid only during that call. */
+typedef struct tally_txn tally_txn;
+
+/* Kind of a change. */
+typedef enum tally_op {
+  TALLY_OP_INSERT = 1, /* old_row NULL */
+  TALLY_OP_UPDATE = 2, /* both rows; also when nothing changed */
+  TALLY_OP_DELETE = 3  /* new_row NULL */
+} tally_op;
+
+/* One row change, as seen by triggers. Everything is borrowed for the
+ * duration of the trigger call. */
+typedef struct tally_change {
+  tally_op op;
+  const char *table;
+  tally_bytes id;
+  const void *old_row; /* row before the write, or NULL */
+  const void *new_row; /* row after the write, or NULL */
+} tally_change;
+
+/* A trigger: return 0, or nonzero to fail the whole transaction. */
+typedef int (*tally_trigger_fn)(tally_txn *txn, const tally_change *change,
+                                void *udata);
+/* The body of a transaction: return 0 to commit, nonzero to roll back. */
+typedef int (*tally_txn_fn)(tally_txn *txn, void *udata);
+
+/* Options for tally_db_new. Zero-initialise, then fill in. */
+typedef struct tally_db_options {
+  int version;                  /* 0 or 1 */
+  const tally_store *store;     /* required; copied */
+  unsigned max_depth;           /* trigger cascade limit; 0 = 16 */
+  const tally_allocator *alloc; /* NULL = C library; copied */
+} tally_db_options;
+
+/* --- db / transaction / trigger functions: declared below by the triggers work --- */
+
+/*
+ * How a transaction runs (tally_db_transact):
+ *  1. tally_agg_begin on every aggregate of the db (those of registered
+ *     table aggregates and those enlisted), then store->begin.
+ *  2. fn(txn, udata). Each tally_txn_insert / _update / _delete it issues
+ *     performs the write through the store, reads the rows, builds the
+ *     change and queues one invocation per trigger of that table (in
+ *     registration order), then runs the queue before returning - so fn
+ *     sees every aggregate up to date after each write.
+ *  3. store->commit, then tally_agg_commit on every aggregate.
+ * If anything fails - a store callback, a trigger, an extractor, an
+ * allocation, the depth limit, fn returning nonzero, commit itself - the
+ * transaction is doomed: no further trigger runs, every later tally_txn_*
+ * call returns TALLY_EBADTXN, and at the end store->rollback is called
+ * exactly once and every aggregate is rolled back: the table and the
+ * aggregates commit together or not at all. tally_db_transact then returns
+ * the first error.
+ *
+ * Writes issued by a trigger (through the txn it receives) are nested:
+ * the write happens at once and returns its result, but its triggers are
+ * appended to the end of the queue (breadth-first: the triggers A1, A2 of
+ * a write A run before B1 of a write B issued by A1). The triggers of a
+ * top-level write run at depth 1; those of a write issued at depth d at
+ * depth d + 1. A write whose triggers would run deeper than max_depth
+ * fails with TALLY_EDEPTH (a self-triggering loop ends; it never hangs).
+ *
+ * Errors returned by the tally_txn_* writes (and by tally_db_transact when
+ * it is the first error): TALLY_EHOOK (a store callback failed: raw value
+ * in tally_db_hook_error); TALLY_ETRIGGER (a registered trigger returned
+ * nonzero: raw value in tally_db_hook_error); the code of a table
+ * aggregate's trigger (TALLY_ENOTFOUND, TALLY_EEXISTS, TALLY_EHOOK for an
+ * extractor, TALLY_EBADKEY, TALLY_EINVAL, TALLY_ENOMEM); TALLY_ENOMEM (the
+ * queue); TALLY_EDEPTH; TALLY_EBADTXN (doomed or ended transaction); and
+ * TALLY_EINVAL (NULL txn, table, row or out pointer; an id with data NULL
+ * and len > 0 or longer than TALLY_ID_MAX). Each of them dooms the
+ * transaction, except TALLY_ENOTFOUND of tally_txn_update / _delete /
+ * _get for a missing row: that write is refused before anything is
+ * written, so the transaction goes on (return it from fn to roll back).
+ * Writes to a table without triggers are performed the same way (the rows
+ * are read and released, nothing is queued).
+ */
+
+/*
+ * tally_db_new - create an empty registry over a store.
+ * @param[in]  opts  required: opts->store with every callback except
+ *                   scan_rows set (copied, udata too); max_depth 0 = 16;
+ *                   alloc NULL = C library (copied).
+ * @param[out] out   the new db; free with tally_db_free.
+ * @return TALLY_OK; TALLY_EINVAL (NULL opts/store/out, version not 0/1,
+ *         store version not 1, a required callback missing, incomplete
+ *         allocator); TALLY_ENOMEM. O(1).
+ */
+TALLY_API int tally_db_new(const tally_db_options *opts, tally_db **out);
+
+/*
+ * tally_db_free - free the registry (table names, trigger lists). The
+ * registered table aggregates and enlisted aggregates belong to the caller
+ * and are not freed; free them after the db. NULL is a no-op. Must not be
+ * called from inside tally_db_transact. O(triggers).
+ */
+TALLY_API void tally_db_free(tally_db *db);
+
+/*
+ * tally_db_register - append trigger fn to table's list. Triggers of a
+ * table run in registration order; registering the same fn twice runs it
+ * twice. fn gets the transaction (it may issue nested writes and reads
+ * through it, but not start another transaction) and the change, borrowed
+ * for the call. udata is passed through.
+ * @param[in]  table  copied.
+ * @return TALLY_OK; TALLY_EINVAL (NULL db, table or fn); TALLY_EBADTXN
+ *         while a transaction runs; TALLY_ENOMEM. On failure nothing is
+ *         registered and fn is never called. O(tables + triggers of table).
+ */
+TALLY_API int tally_db_register(tally_db *db, const char *table,
+                                tally_trigger_fn fn, void *udata);
+
+/*
+ * tally_db_register_table - keep table aggregate t in sync with table:
+ * registers a trigger (in order with the others) mapping insert / update /
+ * delete to tally_table_insert / _replace / _delete, or with idempotent to
+ * tally_table_insert_if_absent / _replace_or_insert / _delete_if_exists,
+ * and includes t's aggregate in every transaction (once, however often
+ * it is registered). t stays the caller's and must outlive the db's use.
+ * A failing table call fails the transaction with its own code (an
+ * extractor's raw value goes to tally_db_hook_error).
+ * @return as tally_db_register (EINVAL for a NULL t).
+ */
+TALLY_API int tally_db_register_table(tally_db *db, const char *table,
+                                      tally_table *t, bool idempotent);
+
+/*
+ * tally_db_enlist - include agg in every transaction of the db: begun
+ * before fn runs, committed with the store, rolled back with it. Use it
+ * for aggregates that fn or a trigger writes directly (tally_agg_*).
+ * Enlisting the same aggregate again (or one already included through
+ * tally_db_register_table) is a no-op. agg stays the caller's.
+ * @return TALLY_OK; TALLY_EINVAL (NULL db or agg); TALLY_EBADTXN while a
+ *         transaction runs; TALLY_ENOMEM. O(aggregates).
+ */
+TALLY_API int tally_db_enlist(tally_db *db, tally_agg *agg);
+
+/*
+ * tally_db_transact - run fn inside one transaction over the store and
+ * every aggregate of the db (see "How a transaction runs" above).
+ * @param[in] fn  returns 0 to commit, nonzero to roll back.
+ * @return TALLY_OK when everything committed; otherwise the first error:
+ *         fn's own nonzero value as is (raw value also in
+ *         tally_db_hook_error), TALLY_EHOOK for store->begin / commit, an
+ *         error of a write or trigger as listed above, or an error of
+ *         tally_agg_begin (TALLY_EBADTXN if an aggregate already has an
+ *         open transaction). TALLY_EINVAL for NULL db or fn. TALLY_EBADTXN,
+ *         without touching anything, when called while a transaction of
+ *         this db runs (from fn or a trigger): never a deadlock. On any
+ *         error the store and every aggregate are as before the call
+ *         (store->rollback's own failure is ignored).
+ * O(work done by fn and the triggers).
+ */
+TALLY_API int tally_db_transact(tally_db *db, tally_txn_fn fn, void *udata);
+
+/*
+ * tally_txn_insert - insert row into table through store->insert_row, read
+ * the stored row back and run (or, from a trigger, queue) the table's
+ * triggers with an insert change.
+ * @param[out] id, id_len  (each may be NULL) the new row's id: id needs
+ *                         TALLY_ID_MAX bytes.
+ * @return TALLY_OK or an error listed above (a store handing out an id
+ *         longer than TALLY_ID_MAX gives TALLY_EHOOK). O(triggers' work).
+ */
+TALLY_API int tally_txn_insert(tally_txn *txn, const char *table,
+                               const void *row,
+                               unsigned char id[TALLY_ID_MAX], size_t *id_len);
+
+/*
+ * tally_txn_update - replace the whole row id of table: reads the old row,
+ * writes, reads the new row, and runs the triggers with an update change
+ * (also when nothing changed). row is borrowed for the call.
+ * @return TALLY_OK; TALLY_ENOTFOUND (no such row: nothing written, the
+ *         transaction is not doomed); an error listed above.
+ */
+TALLY_API int tally_txn_update(tally_txn *txn, const char *table,
+                               tally_bytes id, const void *row);
+
+/*
+ * tally_txn_delete - delete row id of table: reads the old row, deletes,
+ * and runs the triggers with a delete change.
+ * @return TALLY_OK; TALLY_ENOTFOUND (not doomed, as for update); an error
+ *         listed above.
+ */
+TALLY_API int tally_txn_delete(tally_txn *txn, const char *table,
+                               tally_bytes id);
+
+/*
+ * tally_txn_get - read a row through store->get_row (it sees the
+ * transaction's own writes). Fires nothing.
+ * @param[out] row  the store's row: give it back with tally_txn_release.
+ * @return TALLY_OK; TALLY_ENOTFOUND (not doomed); TALLY_EHOOK (dooms);
+ *         TALLY_EBADTXN; TALLY_EINVAL.
+ */
+TALLY_API int tally_txn_get(tally_txn *txn, const char *table, tally_bytes id,
+                            const void **row);
+
+/*
+ * tally_txn_release - give back a row obtained from tally_txn_get (passes
+ * it to store->release_row). Works in a doomed transaction too, and after
+ * it ended as long as the db lives. NULL txn or row: nothing happens.
+ */
+TALLY_API void tally_txn_release(tally_txn *txn, const char *table,
+                                 const void *row);
+
+/*
+ * tally_db_hook_error - the raw nonzero value behind the last failure of
+ * a transaction of this db: the failing store callback's result, the
+ * nonzero result of a registered trigger, an extractor's value, or fn's
+ * result; 0 if the last transaction did not fail that way (reset by each
+ * tally_db_transact). O(1).
+ */
+TALLY_API int tally_db_hook_error(const tally_db *db);
+
+/*
+ * tally_db_validate - tally_agg_validate on every aggregate of the db
+ * (registered tables' and enlisted ones), plus the db's own bookkeeping.
+ * @return TALLY_OK or TALLY_ECORRUPT with a message in msg (may be NULL);
+ *         TALLY_EINVAL for NULL db. O(total items).
+ */
+TALLY_API int tally_db_validate(const tally_db *db, char *msg, size_t msglen);
+
+/* (end of db functions) */
 
 #ifdef __cplusplus
 }
