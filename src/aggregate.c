@@ -1,2 +1,1388 @@
-/* aggregate.c - placeholder until implemented. */
-typedef int tally__placeholder_aggregate;
+/*
+ * aggregate.c - the aggregate API: namespaces of counted B+trees, bounds,
+ * every read and write of tally.h sections "Aggregate" to "checking",
+ * transactions and cursors.
+ *
+ * Layout:
+ *
+ *   tally_agg
+ *   +------------------+
+ *   | cx: mem, undo,   |      the undo log is shared by every tree and by
+ *   |     node_size    |      the namespace map below
+ *   | none ------------+----> tree of "no namespace" (NULL when empty)
+ *   | map[0..n) -------+----> [ns "a" | tree*] [ns "b" | tree*] ...
+ *   | n, cap           |      sorted by namespace bytes, one heap block
+ *   | in_txn, version  |      per entry (agg_ns), array never shrinks
+ *   +------------------+
+ *
+ * A write takes a mark in the undo log, does its work (the trees log their
+ * own changes, the map and the "none" pointer log theirs through custom
+ * records), and on any error rolls back to the mark. Outside a transaction
+ * it then commits at once, so the log is empty between calls.
+ *
+ * Invariants (checked by tally_agg_validate):
+ *  1. map[0..n) is strictly increasing in key order (memcmp on the common
+ *     length, then shorter first): namespaces are unique.
+ *  2. Every tree reachable from the aggregate (none and each map entry) is
+ *     non-empty: a namespace exists exactly while it holds items. A write
+ *     that empties a tree retires it and unlinks it in the same write.
+ *  3. n <= cap, and cap never shrinks: undoing the removal of a map entry
+ *     re-inserts a pointer and so never needs memory. Entries removed from
+ *     the map are freed only when their undo record is released (commit),
+ *     so rollback can put the very same entry back.
+ *  4. Outside a transaction the undo log is empty; inside one it holds
+ *     exactly the records of the transaction's successful writes.
+ *  5. version grows on every write that reached the trees and on every
+ *     rollback; cursors positioned under an older version refuse to move.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "btree_int.h"
+
+/* One named namespace: a copy of its bytes and its tree. */
+typedef struct agg_ns {
+  tally__tree *tree;     /* never NULL, never empty (invariant 2) */
+  size_t len;            /* namespace length in bytes */
+  unsigned char bytes[]; /* namespace bytes (encoded key) */
+} agg_ns;
+
+struct tally_agg {
+  tally__ctx cx;      /* allocator, undo log, node size */
+  tally__tree *none;  /* "no namespace" tree; NULL when it holds nothing */
+  agg_ns **map;       /* named namespaces, sorted (invariant 1) */
+  size_t n;           /* entries used */
+  size_t cap;         /* entries allocated; never shrinks (invariant 3) */
+  bool in_txn;        /* a transaction is open */
+  uint64_t version;   /* bumped by writes and rollbacks (invariant 5) */
+};
+
+struct tally_cursor {
+  const tally_agg *agg; /* aggregate walked; must outlive the cursor */
+  tally__mem mem;       /* copy of agg's allocator, for close */
+  uint64_t version;     /* agg->version when positioned */
+  bool positioned;      /* it holds a valid position */
+  tally__iter it;       /* path to the current item */
+  bool has_ns;          /* false = no namespace */
+  size_t ns_len;        /* bytes in ns */
+  unsigned char ns[];   /* copy of the namespace */
+};
+
+/* Stands in for the data of empty byte views, so that memcmp/memcpy never
+ * see a NULL pointer. Read-only. */
+static const unsigned char agg_empty[1] = {0};
+
+/* ------------------------------------------------------------------------ */
+/* Argument checks                                                           */
+/* ------------------------------------------------------------------------ */
+
+static int agg_check_bytes(tally_bytes b, size_t max) {
+  if (b.data == NULL && b.len > 0)
+    return TALLY_EINVAL;
+  if (b.len > max)
+    return TALLY_EBADKEY;
+  return TALLY_OK;
+}
+
+static int agg_check_ns(const tally_bytes *ns) {
+  return ns == NULL ? TALLY_OK : agg_check_bytes(*ns, TALLY_KEY_MAX);
+}
+
+static int agg_check_item(const tally_bytes *ns, tally_bytes key,
+                          tally_bytes id) {
+  int rc = agg_check_ns(ns);
+  if (rc == TALLY_OK)
+    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  if (rc == TALLY_OK)
+    rc = agg_check_bytes(id, TALLY_ID_MAX);
+  return rc;
+}
+
+static int agg_check_sum(double sum) {
+  return isfinite(sum) ? TALLY_OK : TALLY_EINVAL;
+}
+
+static const unsigned char *agg_data(tally_bytes b) {
+  return b.len == 0 || b.data == NULL ? agg_empty
+                                      : (const unsigned char *)b.data;
+}
+
+/* Key order: memcmp on the common length, then shorter first. */
+static int agg_cmp(const void *a, size_t alen, const void *b, size_t blen) {
+  size_t m = alen < blen ? alen : blen;
+  int c = m ? memcmp(a, b, m) : 0;
+  if (c != 0)
+    return c;
+  return alen < blen ? -1 : alen > blen;
+}
+
+static bool agg_same_sum(double a, double b) {
+  /* bit-exact: 0.0 and -0.0 are different sums to store */
+  return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Namespace map                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Binary search: true when found; *at = its index or the insertion point. */
+static bool agg_map_find(const tally_agg *agg, tally_bytes ns, size_t *at) {
+  size_t lo = 0, hi = agg->n;
+  const unsigned char *p = agg_data(ns);
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = agg_cmp(agg->map[mid]->bytes, agg->map[mid]->len, p, ns.len);
+    if (c == 0) {
+      *at = mid;
+      return true;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *at = lo;
+  return false;
+}
+
+/* The tree of a namespace, or NULL when it does not exist. */
+static tally__tree *agg_tree(const tally_agg *agg, const tally_bytes *ns) {
+  size_t at;
+  if (ns == NULL)
+    return agg->none;
+  return agg_map_find(agg, *ns, &at) ? agg->map[at]->tree : NULL;
+}
+
+static void agg_map_put(tally_agg *agg, size_t at, agg_ns *e) {
+  TALLY_ASSERT(agg->n < agg->cap && at <= agg->n);
+  memmove(agg->map + at + 1, agg->map + at, (agg->n - at) * sizeof *agg->map);
+  agg->map[at] = e;
+  agg->n++;
+}
+
+static void agg_map_take(tally_agg *agg, size_t at) {
+  TALLY_ASSERT(at < agg->n);
+  memmove(agg->map + at, agg->map + at + 1,
+          (agg->n - at - 1) * sizeof *agg->map);
+  agg->n--;
+}
+
+/* Undo callbacks. owner is the aggregate, p the entry or tree, u an index. */
+static void agg_undo_nothing(void *owner, void *p, uint64_t u) {
+  (void)owner;
+  (void)p;
+  (void)u;
+}
+
+/* Undo of "entry inserted at u": unlink and free it (the tree has its own
+ * "new tree" record, older than this one, that frees it next). */
+static void agg_undo_map_put(void *owner, void *p, uint64_t u) {
+  tally_agg *agg = owner;
+  TALLY_ASSERT(agg->map[u] == p);
+  agg_map_take(agg, (size_t)u);
+  tally__free(&agg->cx.mem, p);
+}
+
+/* Undo of "entry removed from u": put the same entry back. Cannot need
+ * memory: cap never shrinks (invariant 3). */
+static void agg_undo_map_take(void *owner, void *p, uint64_t u) {
+  agg_map_put(owner, (size_t)u, p);
+}
+
+/* Commit of "entry removed": now it may go. */
+static void agg_release_map_take(void *owner, void *p, uint64_t u) {
+  tally_agg *agg = owner;
+  (void)u;
+  tally__free(&agg->cx.mem, p);
+}
+
+/* Undo of "none changed": restore the previous pointer, kept in p. */
+static void agg_undo_none(void *owner, void *p, uint64_t u) {
+  tally_agg *agg = owner;
+  (void)u;
+  agg->none = p;
+}
+
+/*
+ * The tree of ns for writing, created (and logged) when absent and create
+ * is set. *out is NULL when absent and !create. On error the caller rolls
+ * back to its mark; anything allocated here and not yet logged is freed
+ * here.
+ */
+static int agg_tree_for_write(tally_agg *agg, const tally_bytes *ns,
+                              bool create, tally__tree **out) {
+  size_t at;
+  agg_ns *e;
+  tally__tree *t;
+  int rc;
+
+  if (ns == NULL) {
+    *out = agg->none;
+    if (agg->none != NULL || !create)
+      return TALLY_OK;
+    rc = tally__tree_new(&agg->cx, &t);
+    if (rc != TALLY_OK)
+      return rc;
+    rc = tally__undo_push_custom(&agg->cx.undo, agg_undo_none,
+                                 agg_undo_nothing, agg, NULL, 0);
+    if (rc != TALLY_OK)
+      return rc; /* the "new tree" record frees t on rollback */
+    agg->none = t;
+    *out = t;
+    return TALLY_OK;
+  }
+
+  if (agg_map_find(agg, *ns, &at)) {
+    *out = agg->map[at]->tree;
+    return TALLY_OK;
+  }
+  *out = NULL;
+  if (!create)
+    return TALLY_OK;
+
+  /* Everything that can fail comes before the map changes. */
+  if (agg->n == agg->cap) {
+    size_t ncap = agg->cap ? agg->cap * 2 : 4;
+    agg_ns **m = tally__realloc(&agg->cx.mem, agg->map, ncap * sizeof *m);
+    if (m == NULL)
+      return TALLY_ENOMEM;
+    agg->map = m; /* growing is not a visible change: no record */
+    agg->cap = ncap;
+  }
+  e = tally__malloc(&agg->cx.mem, sizeof *e + ns->len);
+  if (e == NULL)
+    return TALLY_ENOMEM;
+  e->len = ns->len;
+  if (ns->len)
+    memcpy(e->bytes, ns->data, ns->len);
+  rc = tally__tree_new(&agg->cx, &t);
+  if (rc != TALLY_OK) {
+    tally__free(&agg->cx.mem, e);
+    return rc;
+  }
+  e->tree = t;
+  rc = tally__undo_push_custom(&agg->cx.undo, agg_undo_map_put,
+                               agg_undo_nothing, agg, e, at);
+  if (rc != TALLY_OK) {
+    tally__free(&agg->cx.mem, e);
+    return rc;
+  }
+  agg_map_put(agg, at, e);
+  *out = t;
+  return TALLY_OK;
+}
+
+/* Remove the namespace ns (its tree t): retire the tree, unlink it. */
+static int agg_drop(tally_agg *agg, const tally_bytes *ns, tally__tree *t) {
+  size_t at = 0;
+  int rc;
+
+  if (ns != NULL && !agg_map_find(agg, *ns, &at))
+    return TALLY_OK;
+  rc = tally__tree_retire(&agg->cx, t);
+  if (rc != TALLY_OK)
+    return rc;
+  if (ns == NULL) {
+    rc = tally__undo_push_custom(&agg->cx.undo, agg_undo_none,
+                                 agg_undo_nothing, agg, t, 0);
+    if (rc == TALLY_OK)
+      agg->none = NULL;
+    return rc;
+  }
+  rc = tally__undo_push_custom(&agg->cx.undo, agg_undo_map_take,
+                               agg_release_map_take, agg, agg->map[at], at);
+  if (rc == TALLY_OK)
+    agg_map_take(agg, at);
+  return rc;
+}
+
+/* Keep invariant 2 after a removal from ns. */
+static int agg_drop_if_empty(tally_agg *agg, const tally_bytes *ns) {
+  tally__tree *t = agg_tree(agg, ns);
+  if (t == NULL || tally__tree_count(t) > 0)
+    return TALLY_OK;
+  return agg_drop(agg, ns, t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Write framing                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Every write: all of its changes, or none of them (decision 4). */
+static int agg_finish(tally_agg *agg, size_t mark, int rc) {
+  /* A write that failed before logging anything touched nothing, so open
+   * cursors may stay valid; anything else moves the version on. */
+  if (rc == TALLY_OK || tally__undo_mark(&agg->cx.undo) != mark)
+    agg->version++;
+  if (rc != TALLY_OK)
+    tally__undo_rollback(&agg->cx.undo, mark);
+  else if (!agg->in_txn)
+    tally__undo_commit(&agg->cx.undo);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifetime                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int tally_agg_new(const tally_agg_options *opts, tally_agg **out) {
+  tally__mem mem;
+  unsigned node_size = TALLY_NODE_SIZE_DEFAULT;
+  tally_agg *agg;
+  int rc;
+
+  if (out == NULL)
+    return TALLY_EINVAL;
+  if (opts != NULL) {
+    if (opts->version != 0 && opts->version != 1)
+      return TALLY_EINVAL;
+    if (opts->node_size != 0) {
+      if (opts->node_size < TALLY_NODE_SIZE_MIN ||
+          opts->node_size > TALLY_NODE_SIZE_MAX || opts->node_size % 2 != 0)
+        return TALLY_EINVAL;
+      node_size = opts->node_size;
+    }
+  }
+  rc = tally__mem_init(&mem, opts != NULL ? opts->alloc : NULL);
+  if (rc != TALLY_OK)
+    return rc;
+  agg = tally__malloc(&mem, sizeof *agg);
+  if (agg == NULL)
+    return TALLY_ENOMEM;
+  memset(agg, 0, sizeof *agg);
+  agg->cx.mem = mem;
+  agg->cx.node_size = node_size;
+  /* the log points at the copy inside agg, which never moves */
+  tally__undo_init(&agg->cx.undo, &agg->cx.mem);
+  *out = agg;
+  return TALLY_OK;
+}
+
+void tally_agg_free(tally_agg *agg) {
+  size_t i;
+  if (agg == NULL)
+    return;
+  /* Discard an open transaction first: afterwards the map and none hold
+   * exactly the live trees and the log is empty. */
+  tally__undo_rollback(&agg->cx.undo, 0);
+  if (agg->none != NULL)
+    tally__tree_destroy(&agg->cx, agg->none);
+  for (i = 0; i < agg->n; i++) {
+    tally__tree_destroy(&agg->cx, agg->map[i]->tree);
+    tally__free(&agg->cx.mem, agg->map[i]);
+  }
+  tally__free(&agg->cx.mem, agg->map);
+  tally__undo_destroy(&agg->cx.undo);
+  {
+    tally__mem mem = agg->cx.mem;
+    tally__free(&mem, agg);
+  }
+}
+
+unsigned tally_agg_node_size(const tally_agg *agg) {
+  return agg == NULL ? 0 : agg->cx.node_size;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+                     tally_bytes id, double sum) {
+  tally__tree *t;
+  size_t mark;
+  int rc;
+
+  if (agg == NULL)
+    return TALLY_EINVAL;
+  rc = agg_check_item(ns, key, id);
+  if (rc == TALLY_OK)
+    rc = agg_check_sum(sum);
+  if (rc != TALLY_OK)
+    return rc;
+  /* No lookup first: the tree reports TALLY_EEXISTS itself, and a
+   * namespace created for nothing is rolled back with the mark. */
+  mark = tally__undo_mark(&agg->cx.undo);
+  rc = agg_tree_for_write(agg, ns, true, &t);
+  if (rc == TALLY_OK)
+    rc = tally__tree_insert(&agg->cx, t, agg_data(key), key.len, agg_data(id),
+                            id.len, sum);
+  return agg_finish(agg, mark, rc);
+}
+
+int tally_agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+                     tally_bytes id) {
+  tally__tree *t;
+  size_t mark;
+  int rc;
+
+  if (agg == NULL)
+    return TALLY_EINVAL;
+  rc = agg_check_item(ns, key, id);
+  if (rc != TALLY_OK)
+    return rc;
+  t = agg_tree(agg, ns);
+  if (t == NULL)
+    return TALLY_ENOTFOUND;
+  mark = tally__undo_mark(&agg->cx.undo);
+  rc = tally__tree_delete(&agg->cx, t, agg_data(key), key.len, agg_data(id),
+                          id.len, NULL);
+  if (rc == TALLY_OK)
+    rc = agg_drop_if_empty(agg, ns);
+  return agg_finish(agg, mark, rc);
+}
+
+static bool agg_same_ns(const tally_bytes *a, const tally_bytes *b) {
+  if (a == NULL || b == NULL)
+    return a == b;
+  return agg_cmp(agg_data(*a), a->len, agg_data(*b), b->len) == 0;
+}
+
+/* Modes of the one worker behind replace and replace_or_insert. */
+typedef enum agg_move_mode {
+  AGG_MOVE_STRICT, /* replace: old must exist, new must be free */
+  AGG_MOVE_UPSERT  /* replace_or_insert: neither is required */
+} agg_move_mode;
+
+static int agg_move(tally_agg *agg, const tally_bytes *old_ns,
+                    tally_bytes old_key, tally_bytes id,
+                    const tally_bytes *new_ns, tally_bytes new_key,
+                    double new_sum, agg_move_mode mode, bool *changed) {
+  tally__tree *ot, *nt;
+  bool old_there, new_there, same;
+  double cur = 0.0;
+  size_t mark;
+  int rc;
+
+  if (agg == NULL)
+    return TALLY_EINVAL;
+  rc = agg_check_item(old_ns, old_key, id);
+  if (rc == TALLY_OK)
+    rc = agg_check_item(new_ns, new_key, id);
+  if (rc == TALLY_OK)
+    rc = agg_check_sum(new_sum);
+  if (rc != TALLY_OK)
+    return rc;
+
+  same = agg_same_ns(old_ns, new_ns) &&
+         agg_cmp(agg_data(old_key), old_key.len, agg_data(new_key),
+                 new_key.len) == 0;
+  ot = agg_tree(agg, old_ns);
+  old_there = ot != NULL &&
+              tally__tree_find(ot, agg_data(old_key), old_key.len,
+                               agg_data(id), id.len, &cur) == TALLY_OK;
+  nt = ot;
+  new_there = old_there;
+  if (!same) { /* one descent suffices for an upsert in place */
+    nt = agg_tree(agg, new_ns);
+    new_there = nt != NULL &&
+                tally__tree_find(nt, agg_data(new_key), new_key.len,
+                                 agg_data(id), id.len, &cur) == TALLY_OK;
+  }
+  if (mode == AGG_MOVE_STRICT) {
+    if (!old_there)
+      return TALLY_ENOTFOUND;
+    if (new_there && !same)
+      return TALLY_EEXISTS;
+  }
+  /* Nothing to do: the item is already where it should be, as it should
+   * be, and (same position, or old absent) nothing has to leave. */
+  if (new_there && agg_same_sum(cur, new_sum) && (same || !old_there)) {
+    if (changed != NULL)
+      *changed = false;
+    return TALLY_OK;
+  }
+
+  mark = tally__undo_mark(&agg->cx.undo);
+  if (new_there) {
+    /* Update in place; then the old item (if another) goes. */
+    if (!agg_same_sum(cur, new_sum))
+      rc = tally__tree_set_sum(&agg->cx, nt, agg_data(new_key), new_key.len,
+                             agg_data(id), id.len, new_sum);
+  } else {
+    /* Insert first so that a move within one namespace never empties (and
+     * so never drops and re-creates) its tree. */
+    rc = agg_tree_for_write(agg, new_ns, true, &nt);
+    if (rc == TALLY_OK)
+      rc = tally__tree_insert(&agg->cx, nt, agg_data(new_key), new_key.len,
+                              agg_data(id), id.len, new_sum);
+  }
+  if (rc == TALLY_OK && old_there && !same) {
+    rc = tally__tree_delete(&agg->cx, ot, agg_data(old_key), old_key.len,
+                            agg_data(id), id.len, NULL);
+    if (rc == TALLY_OK)
+      rc = agg_drop_if_empty(agg, old_ns);
+  }
+  rc = agg_finish(agg, mark, rc);
+  if (rc == TALLY_OK && changed != NULL)
+    *changed = true;
+  return rc;
+}
+
+int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
+                      tally_bytes old_key, tally_bytes id,
+                      const tally_bytes *new_ns, tally_bytes new_key,
+                      double new_sum) {
+  return agg_move(agg, old_ns, old_key, id, new_ns, new_key, new_sum,
+                  AGG_MOVE_STRICT, NULL);
+}
+
+int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
+                                tally_bytes old_key, tally_bytes id,
+                                const tally_bytes *new_ns,
+                                tally_bytes new_key, double new_sum,
+                                bool *changed) {
+  return agg_move(agg, old_ns, old_key, id, new_ns, new_key, new_sum,
+                  AGG_MOVE_UPSERT, changed);
+}
+
+int tally_agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
+                               tally_bytes key, tally_bytes id, double sum,
+                               bool *changed) {
+  /* An upsert is a replace_or_insert of the item onto itself. */
+  return agg_move(agg, ns, key, id, ns, key, sum, AGG_MOVE_UPSERT, changed);
+}
+
+int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
+                               tally_bytes key, tally_bytes id,
+                               bool *changed) {
+  int rc = tally_agg_delete(agg, ns, key, id);
+  bool did = rc == TALLY_OK;
+  if (rc == TALLY_ENOTFOUND)
+    rc = TALLY_OK; /* decision 5: no namespace is created either */
+  if (rc == TALLY_OK && changed != NULL)
+    *changed = did;
+  return rc;
+}
+
+int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
+  tally__tree *t;
+  size_t mark;
+  int rc;
+
+  if (agg == NULL)
+    return TALLY_EINVAL;
+  rc = agg_check_ns(ns);
+  if (rc != TALLY_OK)
+    return rc;
+  t = agg_tree(agg, ns);
+  if (t == NULL)
+    return TALLY_OK;
+  mark = tally__undo_mark(&agg->cx.undo);
+  /* Retiring the whole tree is O(1) to log; its nodes go at commit. */
+  rc = agg_drop(agg, ns, t);
+  return agg_finish(agg, mark, rc);
+}
+
+int tally_agg_clear_all(tally_agg *agg) {
+  size_t mark;
+  int rc = TALLY_OK;
+
+  if (agg == NULL)
+    return TALLY_EINVAL;
+  if (agg->none == NULL && agg->n == 0)
+    return TALLY_OK;
+  mark = tally__undo_mark(&agg->cx.undo);
+  if (agg->none != NULL)
+    rc = agg_drop(agg, NULL, agg->none);
+  /* From the end, so each removal is at index n-1 and nothing moves. */
+  while (rc == TALLY_OK && agg->n > 0) {
+    agg_ns *e = agg->map[agg->n - 1];
+    tally_bytes ns;
+    ns.data = e->bytes;
+    ns.len = e->len;
+    rc = agg_drop(agg, &ns, e->tree);
+  }
+  return agg_finish(agg, mark, rc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Transactions                                                              */
+/* ------------------------------------------------------------------------ */
+
+int tally_agg_begin(tally_agg *agg) {
+  if (agg == NULL)
+    return TALLY_EINVAL;
+  if (agg->in_txn)
+    return TALLY_EBADTXN;
+  agg->in_txn = true;
+  return TALLY_OK;
+}
+
+int tally_agg_commit(tally_agg *agg) {
+  if (agg == NULL)
+    return TALLY_EINVAL;
+  if (!agg->in_txn)
+    return TALLY_EBADTXN;
+  tally__undo_commit(&agg->cx.undo);
+  agg->in_txn = false;
+  return TALLY_OK;
+}
+
+void tally_agg_rollback(tally_agg *agg) {
+  if (agg == NULL || !agg->in_txn)
+    return;
+  /* The log was empty at begin (invariant 4), so 0 is begin's mark. */
+  tally__undo_rollback(&agg->cx.undo, 0);
+  agg->in_txn = false;
+  agg->version++;
+}
+
+bool tally_agg_in_txn(const tally_agg *agg) {
+  return agg != NULL && agg->in_txn;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bounds                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void agg_edge(tally__edge *e, tally__edge_kind kind, tally_bytes key,
+                     const tally_bytes *id) {
+  e->kind = kind;
+  e->key = agg_data(key);
+  e->klen = key.len;
+  e->id = id != NULL ? agg_data(*id) : agg_empty;
+  e->idlen = id != NULL ? id->len : 0;
+}
+
+static void agg_edge_end(tally__edge *e, tally__edge_kind kind) {
+  e->kind = kind;
+  e->key = agg_empty;
+  e->klen = 0;
+  e->id = agg_empty;
+  e->idlen = 0;
+}
+
+static int agg_check_bound(const tally_bound *b) {
+  int rc = agg_check_bytes(b->key, TALLY_KEY_MAX);
+  if (rc == TALLY_OK && b->has_id)
+    rc = agg_check_bytes(b->id, TALLY_ID_MAX);
+  return rc;
+}
+
+/*
+ * Turn bounds into the pair of edges (lo, hi) that enclose exactly the
+ * admitted items (SEMANTICS section 3). The edges borrow the bounds' bytes.
+ */
+static int agg_bounds(const tally_bounds *b, tally__edge *lo,
+                      tally__edge *hi) {
+  int rc;
+
+  agg_edge_end(lo, TALLY__EDGE_MIN);
+  agg_edge_end(hi, TALLY__EDGE_MAX);
+  if (b == NULL)
+    return TALLY_OK;
+  if ((b->eq != NULL || b->prefix != NULL) &&
+      (b->eq != NULL) + (b->prefix != NULL) + (b->lower != NULL) +
+              (b->upper != NULL) > 1)
+    return TALLY_EINVAL;
+  if (b->eq != NULL) {
+    rc = agg_check_bytes(*b->eq, TALLY_KEY_MAX);
+    if (rc != TALLY_OK)
+      return rc;
+    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, *b->eq, NULL);
+    agg_edge(hi, TALLY__EDGE_KEY_AFTER, *b->eq, NULL);
+    return TALLY_OK;
+  }
+  if (b->prefix != NULL) {
+    rc = agg_check_bytes(*b->prefix, TALLY_KEY_MAX);
+    if (rc != TALLY_OK)
+      return rc;
+    /* The empty prefix admits every key. */
+    if (b->prefix->len == 0)
+      return TALLY_OK;
+    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, *b->prefix, NULL);
+    agg_edge(hi, TALLY__EDGE_PREFIX_END, *b->prefix, NULL);
+    return TALLY_OK;
+  }
+  if (b->lower != NULL) {
+    const tally_bound *l = b->lower;
+    rc = agg_check_bound(l);
+    if (rc != TALLY_OK)
+      return rc;
+    if (l->has_id)
+      agg_edge(lo,
+               l->inclusive ? TALLY__EDGE_POS_BEFORE : TALLY__EDGE_POS_AFTER,
+               l->key, &l->id);
+    else
+      agg_edge(lo,
+               l->inclusive ? TALLY__EDGE_KEY_BEFORE : TALLY__EDGE_KEY_AFTER,
+               l->key, NULL);
+  }
+  if (b->upper != NULL) {
+    const tally_bound *u = b->upper;
+    rc = agg_check_bound(u);
+    if (rc != TALLY_OK)
+      return rc;
+    if (u->has_id)
+      agg_edge(hi,
+               u->inclusive ? TALLY__EDGE_POS_AFTER : TALLY__EDGE_POS_BEFORE,
+               u->key, &u->id);
+    else
+      agg_edge(hi,
+               u->inclusive ? TALLY__EDGE_KEY_AFTER : TALLY__EDGE_KEY_BEFORE,
+               u->key, NULL);
+  }
+  return TALLY_OK;
+}
+
+/*
+ * The common start of a read: check agg and ns, resolve the tree (NULL
+ * when the namespace does not exist) and the edges.
+ */
+static int agg_read(const tally_agg *agg, const tally_bytes *ns,
+                    const tally_bounds *bounds, tally__tree **t,
+                    tally__edge *lo, tally__edge *hi) {
+  int rc;
+  if (agg == NULL)
+    return TALLY_EINVAL;
+  rc = agg_check_ns(ns);
+  if (rc == TALLY_OK)
+    rc = agg_bounds(bounds, lo, hi);
+  if (rc != TALLY_OK)
+    return rc;
+  *t = agg_tree(agg, ns);
+  return TALLY_OK;
+}
+
+/* Ranks of the admitted run [*first, *first + *n). */
+static void agg_span(const tally__tree *t, const tally__edge *lo,
+                     const tally__edge *hi, uint64_t *first, uint64_t *n) {
+  uint64_t a, b;
+  if (t == NULL) {
+    *first = *n = 0;
+    return;
+  }
+  a = tally__tree_rank(t, lo);
+  b = tally__tree_rank(t, hi);
+  *first = a;
+  *n = b > a ? b - a : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reads                                                                     */
+/* ------------------------------------------------------------------------ */
+
+int tally_agg_count_sum(const tally_agg *agg, const tally_bytes *ns,
+                        const tally_bounds *bounds, uint64_t *count,
+                        double *sum) {
+  tally__tree *t;
+  tally__edge lo, hi;
+  uint64_t c = 0;
+  double s = 0.0;
+  int rc;
+
+  if (count == NULL || sum == NULL)
+    return TALLY_EINVAL;
+  rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
+  if (rc != TALLY_OK)
+    return rc;
+  if (t != NULL)
+    tally__tree_range(t, &lo, &hi, &c, &s);
+  *count = c;
+  *sum = s;
+  return TALLY_OK;
+}
+
+int tally_agg_count(const tally_agg *agg, const tally_bytes *ns,
+                    const tally_bounds *bounds, uint64_t *count) {
+  double s;
+  if (count == NULL)
+    return TALLY_EINVAL;
+  return tally_agg_count_sum(agg, ns, bounds, count, &s);
+}
+
+int tally_agg_sum(const tally_agg *agg, const tally_bytes *ns,
+                  const tally_bounds *bounds, double *sum) {
+  uint64_t c;
+  if (sum == NULL)
+    return TALLY_EINVAL;
+  return tally_agg_count_sum(agg, ns, bounds, &c, sum);
+}
+
+/* The admitted item at offset; notfound_rc when it is out of range. */
+static int agg_at(const tally_agg *agg, const tally_bytes *ns,
+                  const tally_bounds *bounds, int64_t offset,
+                  tally_item *out, int notfound_rc) {
+  tally__tree *t;
+  tally__edge lo, hi;
+  uint64_t first, n, idx;
+  int rc;
+
+  if (out == NULL)
+    return TALLY_EINVAL;
+  rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
+  if (rc != TALLY_OK)
+    return rc;
+  agg_span(t, &lo, &hi, &first, &n);
+  if (offset >= 0) {
+    if ((uint64_t)offset >= n)
+      return notfound_rc;
+    idx = first + (uint64_t)offset;
+  } else {
+    /* -(offset + 1) cannot overflow, even for INT64_MIN */
+    uint64_t back = (uint64_t)(-(offset + 1));
+    if (back >= n)
+      return notfound_rc;
+    idx = first + (n - 1 - back);
+  }
+  return tally__tree_at(t, idx, out);
+}
+
+int tally_agg_at(const tally_agg *agg, const tally_bytes *ns,
+                 const tally_bounds *bounds, int64_t offset,
+                 tally_item *out) {
+  return agg_at(agg, ns, bounds, offset, out, TALLY_ERANGE);
+}
+
+int tally_agg_min(const tally_agg *agg, const tally_bytes *ns,
+                  const tally_bounds *bounds, tally_item *out) {
+  return agg_at(agg, ns, bounds, 0, out, TALLY_ENOTFOUND);
+}
+
+int tally_agg_max(const tally_agg *agg, const tally_bytes *ns,
+                  const tally_bounds *bounds, tally_item *out) {
+  return agg_at(agg, ns, bounds, -1, out, TALLY_ENOTFOUND);
+}
+
+int tally_agg_random(const tally_agg *agg, const tally_bytes *ns,
+                     const tally_bounds *bounds, double u, tally_item *out) {
+  tally__tree *t;
+  tally__edge lo, hi;
+  uint64_t first, n, idx;
+  double f;
+  int rc;
+
+  if (out == NULL || !(u >= 0.0 && u < 1.0))
+    return TALLY_EINVAL;
+  rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
+  if (rc != TALLY_OK)
+    return rc;
+  agg_span(t, &lo, &hi, &first, &n);
+  if (n == 0)
+    return TALLY_ENOTFOUND;
+  /* u * n can round up to n for u just below 1 */
+  f = floor(u * (double)n);
+  idx = f >= (double)n ? n - 1 : (uint64_t)f;
+  if (idx >= n)
+    idx = n - 1;
+  return tally__tree_at(t, first + idx, out);
+}
+
+int tally_agg_index_of(const tally_agg *agg, const tally_bytes *ns,
+                       const tally_bounds *bounds, tally_bytes key,
+                       const tally_bytes *id, tally_order order,
+                       uint64_t *index) {
+  tally__tree *t;
+  tally__edge lo, hi, probe;
+  uint64_t rlo, rhi, rp;
+  int rc;
+
+  if (index == NULL || (order != TALLY_ASC && order != TALLY_DESC))
+    return TALLY_EINVAL;
+  rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
+  if (rc == TALLY_OK)
+    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  if (rc == TALLY_OK && id != NULL)
+    rc = agg_check_bytes(*id, TALLY_ID_MAX);
+  if (rc != TALLY_OK)
+    return rc;
+  if (t == NULL) {
+    *index = 0;
+    return TALLY_OK;
+  }
+  rlo = tally__tree_rank(t, &lo);
+  rhi = tally__tree_rank(t, &hi);
+  if (order == TALLY_ASC) {
+    /* admitted items before the probe: [rlo, min(probe, rhi)) */
+    if (id != NULL)
+      agg_edge(&probe, TALLY__EDGE_POS_BEFORE, key, id);
+    else
+      agg_edge(&probe, TALLY__EDGE_KEY_BEFORE, key, NULL);
+    rp = tally__tree_rank(t, &probe);
+    if (rp > rhi)
+      rp = rhi;
+    *index = rp > rlo ? rp - rlo : 0;
+  } else {
+    /* admitted items after the probe: [max(probe, rlo), rhi) */
+    if (id != NULL)
+      agg_edge(&probe, TALLY__EDGE_POS_AFTER, key, id);
+    else
+      agg_edge(&probe, TALLY__EDGE_KEY_AFTER, key, NULL);
+    rp = tally__tree_rank(t, &probe);
+    if (rp < rlo)
+      rp = rlo;
+    *index = rhi > rp ? rhi - rp : 0;
+  }
+  return TALLY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pagination                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Page cursor format, version 1 (all lengths big-endian):
+ *
+ *   +------+---------+---------+-----------+-------+----------+
+ *   | 0xA7 | ver = 1 | klen:16 | key bytes | ilen:8 | id bytes |
+ *   +------+---------+---------+-----------+-------+----------+
+ *
+ * It names the position (key, id) of the last item returned. Anything
+ * else - other magic or version, klen > TALLY_KEY_MAX, ilen > TALLY_ID_MAX,
+ * a length running past the end, trailing bytes - is malformed.
+ */
+#define AGG_CURSOR_MAGIC 0xA7u
+#define AGG_CURSOR_VERSION 1u
+#define AGG_CURSOR_HEAD 4u /* magic, version, klen */
+
+static void agg_cursor_encode(const tally_item *it, tally_page_cursor *c) {
+  unsigned char *p = c->data;
+  *p++ = AGG_CURSOR_MAGIC;
+  *p++ = AGG_CURSOR_VERSION;
+  *p++ = (unsigned char)(it->key_len >> 8);
+  *p++ = (unsigned char)(it->key_len & 0xffu);
+  if (it->key_len)
+    memcpy(p, it->key, it->key_len);
+  p += it->key_len;
+  *p++ = (unsigned char)it->id_len;
+  if (it->id_len)
+    memcpy(p, it->id, it->id_len);
+  p += it->id_len;
+  c->len = (size_t)(p - c->data);
+}
+
+/* Parse a cursor into views of its key and id (borrowed from cur). */
+static int agg_cursor_decode(tally_bytes cur, tally_bytes *key,
+                             tally_bytes *id) {
+  const unsigned char *p = cur.data;
+  size_t klen, ilen;
+
+  if (p == NULL || cur.len < AGG_CURSOR_HEAD + 1)
+    return TALLY_EINVAL;
+  if (p[0] != AGG_CURSOR_MAGIC || p[1] != AGG_CURSOR_VERSION)
+    return TALLY_EINVAL;
+  klen = ((size_t)p[2] << 8) | p[3];
+  if (klen > TALLY_KEY_MAX || cur.len < AGG_CURSOR_HEAD + klen + 1)
+    return TALLY_EINVAL;
+  ilen = p[AGG_CURSOR_HEAD + klen];
+  if (ilen > TALLY_ID_MAX || cur.len != AGG_CURSOR_HEAD + klen + 1 + ilen)
+    return TALLY_EINVAL;
+  key->data = p + AGG_CURSOR_HEAD;
+  key->len = klen;
+  id->data = p + AGG_CURSOR_HEAD + klen + 1;
+  id->len = ilen;
+  return TALLY_OK;
+}
+
+int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
+                       const tally_bounds *bounds, tally_order order,
+                       const tally_bytes *cursor, size_t page_size,
+                       tally_item *items, size_t *n_items,
+                       tally_page_cursor *next, bool *done) {
+  tally__tree *t;
+  tally__edge lo, hi;
+  tally_bytes ckey, cid;
+  tally__iter it;
+  uint64_t rlo, rhi, remaining, take, i;
+  int rc;
+
+  /* page_size first (SEMANTICS 4.9: it precedes the end-marker check) */
+  if (page_size == 0)
+    return TALLY_EINVAL;
+  if (items == NULL || n_items == NULL || next == NULL || done == NULL ||
+      (order != TALLY_ASC && order != TALLY_DESC))
+    return TALLY_EINVAL;
+  rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
+  if (rc != TALLY_OK)
+    return rc;
+  if (cursor != NULL && cursor->data == NULL && cursor->len > 0)
+    return TALLY_EINVAL;
+  if (cursor != NULL && cursor->len > 0) {
+    rc = agg_cursor_decode(*cursor, &ckey, &cid);
+    if (rc != TALLY_OK)
+      return rc;
+    /* the cursor replaces the bound on the side it was taken from */
+    if (order == TALLY_ASC)
+      agg_edge(&lo, TALLY__EDGE_POS_AFTER, ckey, &cid);
+    else
+      agg_edge(&hi, TALLY__EDGE_POS_BEFORE, ckey, &cid);
+  }
+  if (t == NULL || (cursor != NULL && cursor->len == 0)) {
+    *n_items = 0;
+    next->len = 0;
+    *done = true;
+    return TALLY_OK;
+  }
+
+  rlo = tally__tree_rank(t, &lo);
+  rhi = tally__tree_rank(t, &hi);
+  remaining = rhi > rlo ? rhi - rlo : 0;
+  take = remaining < page_size ? remaining : (uint64_t)page_size;
+  if (take > 0) {
+    rc = tally__iter_seek_rank(&it, t, order == TALLY_ASC ? rlo : rhi - 1);
+    for (i = 0; rc == TALLY_OK && i < take; i++) {
+      if (i > 0)
+        rc = order == TALLY_ASC ? tally__iter_next(&it) : tally__iter_prev(&it);
+      if (rc == TALLY_OK)
+        rc = tally__iter_get(&it, &items[i]);
+    }
+    if (rc != TALLY_OK)
+      return rc == TALLY_ENOTFOUND ? TALLY_ECORRUPT : rc;
+  }
+  *n_items = (size_t)take;
+  *done = remaining <= page_size;
+  if (*done)
+    next->len = 0;
+  else
+    agg_cursor_encode(&items[take - 1], next);
+  return TALLY_OK;
+}
+
+int tally_agg_scan(const tally_agg *agg, const tally_bytes *ns,
+                   const tally_bounds *bounds, tally_order order,
+                   bool (*fn)(const tally_item *item, void *udata),
+                   void *udata) {
+  tally__tree *t;
+  tally__edge lo, hi;
+  tally__iter it;
+  tally_item item;
+  uint64_t first, n, i;
+  int rc;
+
+  if (fn == NULL || (order != TALLY_ASC && order != TALLY_DESC))
+    return TALLY_EINVAL;
+  rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
+  if (rc != TALLY_OK)
+    return rc;
+  agg_span(t, &lo, &hi, &first, &n);
+  if (n == 0)
+    return TALLY_OK;
+  rc = tally__iter_seek_rank(&it, t, order == TALLY_ASC ? first : first + n - 1);
+  for (i = 0; rc == TALLY_OK && i < n; i++) {
+    if (i > 0)
+      rc = order == TALLY_ASC ? tally__iter_next(&it) : tally__iter_prev(&it);
+    if (rc == TALLY_OK)
+      rc = tally__iter_get(&it, &item);
+    if (rc == TALLY_OK && !fn(&item, udata))
+      break;
+  }
+  if (rc != TALLY_OK)
+    return rc == TALLY_ENOTFOUND ? TALLY_ECORRUPT : rc;
+  return TALLY_OK;
+}
+
+int tally_agg_namespaces(const tally_agg *agg,
+                         bool (*fn)(const tally_bytes *ns, uint64_t count,
+                                    void *udata),
+                         void *udata) {
+  size_t i;
+  if (agg == NULL || fn == NULL)
+    return TALLY_EINVAL;
+  if (agg->none != NULL && !fn(NULL, tally__tree_count(agg->none), udata))
+    return TALLY_OK;
+  for (i = 0; i < agg->n; i++) {
+    tally_bytes ns;
+    ns.data = agg->map[i]->bytes;
+    ns.len = agg->map[i]->len;
+    if (!fn(&ns, tally__tree_count(agg->map[i]->tree), udata))
+      break;
+  }
+  return TALLY_OK;
+}
+
+size_t tally_agg_namespace_count(const tally_agg *agg) {
+  if (agg == NULL)
+    return 0;
+  return agg->n + (agg->none != NULL ? 1u : 0u);
+}
+
+/* --- batch reads: the single calls in a loop ------------------------------ */
+
+int tally_agg_count_batch(const tally_agg *agg, const tally_query *q,
+                          size_t n, uint64_t *out) {
+  size_t i;
+  int rc;
+  if (agg == NULL || (n > 0 && (q == NULL || out == NULL)))
+    return TALLY_EINVAL;
+  for (i = 0; i < n; i++) {
+    rc = tally_agg_count(agg, q[i].ns, q[i].bounds, &out[i]);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  return TALLY_OK;
+}
+
+int tally_agg_sum_batch(const tally_agg *agg, const tally_query *q, size_t n,
+                        double *out) {
+  size_t i;
+  int rc;
+  if (agg == NULL || (n > 0 && (q == NULL || out == NULL)))
+    return TALLY_EINVAL;
+  for (i = 0; i < n; i++) {
+    rc = tally_agg_sum(agg, q[i].ns, q[i].bounds, &out[i]);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  return TALLY_OK;
+}
+
+int tally_agg_at_batch(const tally_agg *agg, const tally_query *q, size_t n,
+                       tally_item *out) {
+  size_t i;
+  int rc;
+  if (agg == NULL || (n > 0 && (q == NULL || out == NULL)))
+    return TALLY_EINVAL;
+  for (i = 0; i < n; i++) {
+    rc = tally_agg_at(agg, q[i].ns, q[i].bounds, q[i].offset, &out[i]);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  return TALLY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cursors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+int tally_cursor_open(const tally_agg *agg, const tally_bytes *ns,
+                      tally_cursor **out) {
+  tally_cursor *c;
+  size_t len;
+  int rc;
+
+  if (agg == NULL || out == NULL)
+    return TALLY_EINVAL;
+  rc = agg_check_ns(ns);
+  if (rc != TALLY_OK)
+    return rc;
+  len = ns != NULL ? ns->len : 0;
+  c = tally__malloc(&agg->cx.mem, sizeof *c + len);
+  if (c == NULL)
+    return TALLY_ENOMEM;
+  memset(c, 0, sizeof *c);
+  c->agg = agg;
+  c->mem = agg->cx.mem;
+  c->has_ns = ns != NULL;
+  c->ns_len = len;
+  if (len)
+    memcpy(c->ns, ns->data, len);
+  *out = c;
+  return TALLY_OK;
+}
+
+void tally_cursor_close(tally_cursor *c) {
+  tally__mem mem;
+  if (c == NULL)
+    return;
+  mem = c->mem;
+  tally__free(&mem, c);
+}
+
+/* The cursor's tree now (NULL when its namespace does not exist). */
+static tally__tree *cur_tree(const tally_cursor *c) {
+  tally_bytes ns;
+  ns.data = c->ns;
+  ns.len = c->ns_len;
+  return agg_tree(c->agg, c->has_ns ? &ns : NULL);
+}
+
+/* Land on the item of this rank (or become unpositioned). */
+static int cur_land(tally_cursor *c, uint64_t rank, tally_item *out) {
+  tally__tree *t = cur_tree(c);
+  int rc;
+
+  c->positioned = false;
+  if (t == NULL || rank >= tally__tree_count(t))
+    return TALLY_ENOTFOUND;
+  rc = tally__iter_seek_rank(&c->it, t, rank);
+  if (rc == TALLY_OK && out != NULL)
+    rc = tally__iter_get(&c->it, out);
+  if (rc != TALLY_OK)
+    return rc;
+  c->positioned = true;
+  c->version = c->agg->version;
+  return TALLY_OK;
+}
+
+int tally_cursor_first(tally_cursor *c, tally_item *out) {
+  if (c == NULL)
+    return TALLY_EINVAL;
+  return cur_land(c, 0, out);
+}
+
+int tally_cursor_last(tally_cursor *c, tally_item *out) {
+  tally__tree *t;
+  if (c == NULL)
+    return TALLY_EINVAL;
+  t = cur_tree(c);
+  if (t == NULL || tally__tree_count(t) == 0) {
+    c->positioned = false;
+    return TALLY_ENOTFOUND;
+  }
+  return cur_land(c, tally__tree_count(t) - 1, out);
+}
+
+int tally_cursor_seek_rank(tally_cursor *c, uint64_t rank, tally_item *out) {
+  if (c == NULL)
+    return TALLY_EINVAL;
+  return cur_land(c, rank, out);
+}
+
+int tally_cursor_seek(tally_cursor *c, tally_rel rel, tally_bytes key,
+                      const tally_bytes *id, tally_item *out) {
+  tally__tree *t;
+  tally__edge e;
+  uint64_t r;
+  bool before = rel == TALLY_GE || rel == TALLY_LT;
+  int rc;
+
+  if (c == NULL || (rel != TALLY_LT && rel != TALLY_LE && rel != TALLY_GE &&
+                    rel != TALLY_GT))
+    return TALLY_EINVAL;
+  rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  if (rc == TALLY_OK && id != NULL)
+    rc = agg_check_bytes(*id, TALLY_ID_MAX);
+  if (rc != TALLY_OK)
+    return rc;
+  t = cur_tree(c);
+  if (t == NULL) {
+    c->positioned = false;
+    return TALLY_ENOTFOUND;
+  }
+  if (id != NULL)
+    agg_edge(&e, before ? TALLY__EDGE_POS_BEFORE : TALLY__EDGE_POS_AFTER, key,
+             id);
+  else
+    agg_edge(&e, before ? TALLY__EDGE_KEY_BEFORE : TALLY__EDGE_KEY_AFTER, key,
+             NULL);
+  r = tally__tree_rank(t, &e);
+  if (rel == TALLY_LT || rel == TALLY_LE) {
+    /* the last item before the edge */
+    if (r == 0) {
+      c->positioned = false;
+      return TALLY_ENOTFOUND;
+    }
+    r--;
+  }
+  return cur_land(c, r, out);
+}
+
+/* Whether the cursor still points at a live position. */
+static bool cur_live(const tally_cursor *c) {
+  return c != NULL && c->positioned && c->version == c->agg->version;
+}
+
+static int cur_step(tally_cursor *c, bool forward, tally_item *out) {
+  int rc;
+  if (!cur_live(c))
+    return TALLY_EINVAL;
+  rc = forward ? tally__iter_next(&c->it) : tally__iter_prev(&c->it);
+  if (rc == TALLY_OK && out != NULL)
+    rc = tally__iter_get(&c->it, out);
+  if (rc != TALLY_OK)
+    c->positioned = false;
+  return rc;
+}
+
+int tally_cursor_next(tally_cursor *c, tally_item *out) {
+  return cur_step(c, true, out);
+}
+
+int tally_cursor_prev(tally_cursor *c, tally_item *out) {
+  return cur_step(c, false, out);
+}
+
+int tally_cursor_get(const tally_cursor *c, tally_item *out) {
+  if (out == NULL || !cur_live(c))
+    return TALLY_EINVAL;
+  return tally__iter_get(&c->it, out);
+}
+
+int tally_cursor_rank(const tally_cursor *c, uint64_t *rank) {
+  if (rank == NULL || !cur_live(c))
+    return TALLY_EINVAL;
+  *rank = c->it.rank;
+  return TALLY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checking                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Write "namespace <name>: <what>" into msg. */
+static void agg_complain(char *msg, size_t msglen, const agg_ns *e,
+                         const char *what) {
+  char name[96];
+  if (msg == NULL || msglen == 0)
+    return;
+  if (e == NULL) {
+    snprintf(name, sizeof name, "(no namespace)");
+  } else {
+    tally_bytes b;
+    b.data = e->bytes;
+    b.len = e->len;
+    tally_key_format(b, name, sizeof name, NULL);
+  }
+  snprintf(msg, msglen, "namespace %s: %s", name, what);
+}
+
+static int agg_validate_tree(const tally_agg *agg, const agg_ns *e,
+                             const tally__tree *t, char *msg, size_t msglen) {
+  char sub[256];
+  sub[0] = '\0';
+  if (t == NULL) {
+    agg_complain(msg, msglen, e, "invariant 2: missing tree");
+    return TALLY_ECORRUPT;
+  }
+  if (tally__tree_count(t) == 0) {
+    agg_complain(msg, msglen, e, "invariant 2: empty tree still listed");
+    return TALLY_ECORRUPT;
+  }
+  if (tally__tree_validate(t, agg->cx.node_size, sub, sizeof sub) !=
+      TALLY_OK) {
+    agg_complain(msg, msglen, e, sub);
+    return TALLY_ECORRUPT;
+  }
+  return TALLY_OK;
+}
+
+int tally_agg_validate(const tally_agg *agg, char *msg, size_t msglen) {
+  size_t i;
+  int rc;
+
+  if (msg != NULL && msglen > 0)
+    msg[0] = '\0';
+  if (agg == NULL)
+    return TALLY_EINVAL;
+  if (agg->n > agg->cap) {
+    if (msg != NULL && msglen > 0)
+      snprintf(msg, msglen, "aggregate: invariant 3: map size > capacity");
+    return TALLY_ECORRUPT;
+  }
+  if (!agg->in_txn && tally__undo_mark(&agg->cx.undo) != 0) {
+    if (msg != NULL && msglen > 0)
+      snprintf(msg, msglen,
+               "aggregate: invariant 4: undo records outside a transaction");
+    return TALLY_ECORRUPT;
+  }
+  if (agg->none != NULL) {
+    rc = agg_validate_tree(agg, NULL, agg->none, msg, msglen);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  for (i = 0; i < agg->n; i++) {
+    const agg_ns *e = agg->map[i];
+    if (i > 0 && agg_cmp(agg->map[i - 1]->bytes, agg->map[i - 1]->len,
+                         e->bytes, e->len) >= 0) {
+      agg_complain(msg, msglen, e,
+                   "invariant 1: not after the previous namespace");
+      return TALLY_ECORRUPT;
+    }
+    rc = agg_validate_tree(agg, e, e->tree, msg, msglen);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  return TALLY_OK;
+}

@@ -1,2 +1,1622 @@
-/* btree.c - placeholder until implemented. */
-typedef int tally__placeholder_btree;
+/*
+ * btree.c - the counted B+tree of items (key, id, sum) and the undo log
+ * that makes each of its changes reversible.
+ *
+ * Items live only in leaves. An inner node holds, per child, the child
+ * pointer, the number of items below it and the sum of their sums, so rank,
+ * select and range count/sum add up one small array per level.
+ *
+ * One node = one allocation (header + arrays) + one byte heap:
+ *
+ *   tally__node                                 heap (hcap bytes)
+ *   +--------------------+                      +-----------------------+
+ *   | heap, hcap, n, leaf|--------------------->| e0 | e1 | e2 | ... |  |
+ *   | pfx[cap]   u64 BE  |  first 8 key bytes   +-----------------------+
+ *   | sum[cap]   double  |  item / subtree sum   ^off[0] ^off[1] ^off[n]
+ *   | cnt[cap]   u64     |  inner only: items below child i
+ *   | kid[cap]   node*   |  inner only
+ *   | off[cap+1] u32     |  entry i = heap[off[i] .. off[i+1])
+ *   +--------------------+
+ *
+ *   entry bytes = varint(klen) | key[8..klen) | id      (key[0..8) is pfx)
+ *
+ * Entry i of a leaf is item i. Entry i >= 1 of an inner node is the
+ * separator in front of child i: a full (key, id) with
+ *   every item below child i-1  <  separator i  <=  every item below child i.
+ * Entry 0 of an inner node is empty (zero bytes, pfx 0).
+ *
+ * Node search counts, without branches, how many pfx[j] are < and <= the
+ * probe's prefix (a smaller prefix means a smaller key); only the entries
+ * whose prefix ties are compared in full, by binary search.
+ *
+ * Invariants (tally__tree_validate checks them and cites the numbers):
+ *  1. All leaves are at depth height-1 (height 0 <=> the tree is empty and
+ *     root is NULL).
+ *  2. Every non-root node holds between cap/2 and cap entries; a root leaf
+ *     holds >= 1 item, a root inner node >= 2 children.
+ *  3. Items are strictly increasing by (key, id) within each leaf and along
+ *     the leaf level; separators 1..n-1 of an inner node strictly increase.
+ *  4. Separators bound their subtrees as drawn above.
+ *  5. cnt[i] equals the number of items below child i; sum[i] equals
+ *     bt_total() of child i, computed over child i's own sum[] array. The
+ *     total is a fixed function of that array, so the check is exact (==),
+ *     and no sum ever depends on the history of the tree: sums never drift.
+ *  6. The tree header's count equals the number of items below the root.
+ *  7. pfx/off/heap agree: off[0] = 0, offsets non-decreasing, off[n] <=
+ *     hcap, each entry parses (klen <= TALLY_KEY_MAX, id <= TALLY_ID_MAX),
+ *     pfx bytes past klen are zero, inner entry 0 is empty with pfx 0.
+ *
+ * Undo: every change is logged in cx->undo before it happens. Cheap records
+ * cover the common path (an item put into or taken out of a leaf that stays
+ * within its fill limits, a sum change, a cached child count/sum change, the
+ * tree header). Structural changes (split, borrow, merge, root change) take
+ * an image of each node first: a byte copy of the node and of its heap.
+ * Restoring an image copies it back over the node at the same address, so
+ * every pointer to the node stays right. Nodes dropped are kept alive by a
+ * record until commit; rollback never allocates. Heap capacity only grows
+ * except while an image of the node exists, so a removed item always fits
+ * back.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "btree_int.h"
+
+/* Longest entry: 2 varint bytes (klen <= 512), key, id. */
+#define BT_ENTRY_MAX (2 + TALLY_KEY_MAX + TALLY_ID_MAX)
+
+struct tally__node {
+  unsigned char *heap; /* entry bytes, hcap bytes, never NULL */
+  double *sum;         /* [cap] item sum (leaf) / subtree sum (inner) */
+  uint64_t *cnt;       /* [cap] items below child i; NULL in leaves */
+  tally__node **kid;   /* [cap] children; NULL in leaves */
+  uint32_t *off;       /* [cap+1] entry i = heap[off[i] .. off[i+1]) */
+  uint32_t hcap;       /* heap capacity in bytes */
+  uint16_t n;          /* entries in use */
+  uint16_t leaf;       /* 1 for a leaf, 0 for an inner node */
+  uint64_t pfx[];      /* [cap] first 8 key bytes, big-endian, 0-padded */
+};
+
+struct tally__tree {
+  tally__node *root; /* NULL when empty */
+  uint64_t count;    /* items in the tree */
+  uint64_t version;  /* bumped by every change and every rollback */
+  unsigned height;   /* levels; 0 when empty, 1 = root is a leaf */
+  unsigned cap;      /* node size of the aggregate */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Undo records                                                              */
+/* ------------------------------------------------------------------------ */
+
+enum {
+  UR_LEAF_INS,   /* item put at slot: remove it */
+  UR_LEAF_DEL,   /* item removed from slot: saved bytes in the arena */
+  UR_LEAF_SUM,   /* item sum changed */
+  UR_KID,        /* inner child count/sum changed */
+  UR_HDR,        /* tree root/height/count changed */
+  UR_IMAGE,      /* copy of a node before a structural change */
+  UR_NEW_NODE,   /* node created: free on rollback */
+  UR_RETIRED,    /* node dropped: free on commit */
+  UR_SUBTREE,    /* subtree dropped (clear): free on commit */
+  UR_NEW_TREE,   /* tree created: destroy on rollback */
+  UR_OLD_TREE,   /* tree retired: destroy on commit */
+  UR_CUSTOM      /* caller's record */
+};
+
+typedef struct undo_rec {
+  int kind;         /* UR_* */
+  unsigned slot;    /* entry index for the node records */
+  tally__tree *t;   /* tree touched (version bump on rollback) */
+  tally__node *nd;  /* node touched */
+  union {
+    struct { uint64_t pfx; double sum; size_t at; size_t len; } del;
+    struct { uint64_t cnt; double sum; } kid;
+    struct { tally__node *root; uint64_t count; unsigned height; } hdr;
+    struct { tally__node *img; unsigned char *heap; } img;
+    unsigned height; /* UR_SUBTREE */
+    double sum;      /* UR_LEAF_SUM */
+    struct {
+      tally__undo_fn undo, release;
+      void *owner, *p;
+      uint64_t x;
+    } cus;
+  } u;
+} undo_rec;
+
+/* ------------------------------------------------------------------------ */
+/* Node memory                                                               */
+/* ------------------------------------------------------------------------ */
+
+static size_t nd_size(unsigned cap, int leaf) {
+  size_t s = sizeof(tally__node) + (size_t)cap * (sizeof(uint64_t) +
+                                                 sizeof(double));
+  if (!leaf)
+    s += (size_t)cap * (sizeof(uint64_t) + sizeof(tally__node *));
+  return s + ((size_t)cap + 1) * sizeof(uint32_t);
+}
+
+/* Point the array fields at their place inside the node's block. */
+static void nd_wire(tally__node *nd, unsigned cap, int leaf) {
+  unsigned char *p = (unsigned char *)(nd->pfx + cap);
+  nd->sum = (double *)(void *)p;
+  p += (size_t)cap * sizeof(double);
+  if (leaf) {
+    nd->cnt = NULL;
+    nd->kid = NULL;
+  } else {
+    nd->cnt = (uint64_t *)(void *)p;
+    p += (size_t)cap * sizeof(uint64_t);
+    nd->kid = (tally__node **)(void *)p;
+    p += (size_t)cap * sizeof(tally__node *);
+  }
+  nd->off = (uint32_t *)(void *)p;
+}
+
+static void nd_free(const tally__mem *m, tally__node *nd) {
+  if (nd == NULL)
+    return;
+  tally__free(m, nd->heap);
+  tally__free(m, nd);
+}
+
+static void nd_free_subtree(const tally__mem *m, tally__node *nd,
+                            unsigned height) {
+  unsigned i;
+  if (nd == NULL)
+    return;
+  if (height > 1)
+    for (i = 0; i < nd->n; i++)
+      nd_free_subtree(m, nd->kid[i], height - 1);
+  nd_free(m, nd);
+}
+
+static size_t nd_bytes_subtree(const tally__node *nd, unsigned height,
+                               unsigned cap) {
+  size_t s = nd_size(cap, height == 1) + nd->hcap;
+  unsigned i;
+  if (height > 1)
+    for (i = 0; i < nd->n; i++)
+      s += nd_bytes_subtree(nd->kid[i], height - 1, cap);
+  return s;
+}
+
+/* Make room for extra more heap bytes, growing by half at least, so that
+ * a run of inserts costs amortised O(1) reallocations. */
+static int nd_reserve(const tally__mem *m, tally__node *nd, size_t extra) {
+  size_t need = (size_t)nd->off[nd->n] + extra, nc;
+  unsigned char *p;
+  if (need <= nd->hcap)
+    return TALLY_OK;
+  nc = (size_t)nd->hcap + nd->hcap / 2;
+  if (nc < need)
+    nc = need;
+  if (nc < 32)
+    nc = 32;
+  p = tally__realloc(m, nd->heap, nc);
+  if (p == NULL)
+    return TALLY_ENOMEM;
+  nd->heap = p;
+  nd->hcap = (uint32_t)nc;
+  return TALLY_OK;
+}
+
+static uint64_t nd_count(const tally__node *nd) {
+  uint64_t c = 0;
+  unsigned i;
+  if (nd->leaf)
+    return nd->n;
+  for (i = 0; i < nd->n; i++)
+    c += nd->cnt[i];
+  return c;
+}
+
+/* The total of a node's sum[] array. Four accumulators break the chain of
+ * dependent additions; the order is fixed, so the result depends only on
+ * the array (invariant 5 compares it exactly). */
+static double bt_total(const double *a, unsigned n) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  unsigned j = 0;
+  for (; j + 4 <= n; j += 4) {
+    s0 += a[j];
+    s1 += a[j + 1];
+    s2 += a[j + 2];
+    s3 += a[j + 3];
+  }
+  for (; j < n; j++)
+    s0 += a[j];
+  return (s0 + s1) + (s2 + s3);
+}
+
+static double nd_total(const tally__node *nd) {
+  return bt_total(nd->sum, nd->n);
+}
+
+/* Open slot i for an entry of len bytes and fill it. The caller made sure
+ * that n < cap and that the heap has len free bytes. */
+static void nd_put(tally__node *nd, unsigned i, uint64_t pfx,
+                   const unsigned char *bytes, size_t len, double sum,
+                   uint64_t cnt, tally__node *kid) {
+  unsigned n = nd->n, j;
+  uint32_t at = nd->off[i], end = nd->off[n];
+  if (end > at)
+    memmove(nd->heap + at + len, nd->heap + at, end - at);
+  if (len)
+    memcpy(nd->heap + at, bytes, len);
+  memmove(nd->pfx + i + 1, nd->pfx + i, (n - i) * sizeof *nd->pfx);
+  memmove(nd->sum + i + 1, nd->sum + i, (n - i) * sizeof *nd->sum);
+  if (!nd->leaf) {
+    memmove(nd->cnt + i + 1, nd->cnt + i, (n - i) * sizeof *nd->cnt);
+    memmove(nd->kid + i + 1, nd->kid + i, (n - i) * sizeof *nd->kid);
+    nd->cnt[i] = cnt;
+    nd->kid[i] = kid;
+  }
+  memmove(nd->off + i + 1, nd->off + i, (n - i + 1) * sizeof *nd->off);
+  for (j = i + 1; j <= n + 1; j++)
+    nd->off[j] += (uint32_t)len;
+  nd->pfx[i] = pfx;
+  nd->sum[i] = sum;
+  nd->n = (uint16_t)(n + 1);
+}
+
+/* nd_put after making room in the heap (TALLY_ENOMEM: nothing changed). */
+static int nd_insert(const tally__mem *m, tally__node *nd, unsigned i,
+                     uint64_t pfx, const unsigned char *bytes, size_t len,
+                     double sum, uint64_t cnt, tally__node *kid) {
+  if (nd_reserve(m, nd, len) != TALLY_OK)
+    return TALLY_ENOMEM;
+  nd_put(nd, i, pfx, bytes, len, sum, cnt, kid);
+  return TALLY_OK;
+}
+
+/* Remove entry i. Never reallocates: the heap keeps its capacity. */
+static void nd_del(tally__node *nd, unsigned i) {
+  unsigned n = nd->n, j;
+  uint32_t a = nd->off[i], b = nd->off[i + 1], end = nd->off[n];
+  uint32_t len = b - a;
+  if (end > b)
+    memmove(nd->heap + a, nd->heap + b, end - b);
+  memmove(nd->pfx + i, nd->pfx + i + 1, (n - i - 1) * sizeof *nd->pfx);
+  memmove(nd->sum + i, nd->sum + i + 1, (n - i - 1) * sizeof *nd->sum);
+  if (!nd->leaf) {
+    memmove(nd->cnt + i, nd->cnt + i + 1, (n - i - 1) * sizeof *nd->cnt);
+    memmove(nd->kid + i, nd->kid + i + 1, (n - i - 1) * sizeof *nd->kid);
+  }
+  for (j = i + 1; j <= n; j++)
+    nd->off[j - 1] = nd->off[j] - len;
+  nd->off[i] = a;
+  nd->n = (uint16_t)(n - 1);
+}
+
+/* Replace the bytes and prefix of entry i (a separator). bytes must not
+ * point into nd's heap, which may move. */
+static int nd_set_bytes(const tally__mem *m, tally__node *nd, unsigned i,
+                        uint64_t pfx, const unsigned char *bytes,
+                        size_t len) {
+  uint32_t a = nd->off[i], b = nd->off[i + 1], end = nd->off[nd->n];
+  unsigned j;
+  if (len > b - a && nd_reserve(m, nd, len - (b - a)) != TALLY_OK)
+    return TALLY_ENOMEM;
+  if (end > b)
+    memmove(nd->heap + a + len, nd->heap + b, end - b);
+  if (len)
+    memcpy(nd->heap + a, bytes, len);
+  for (j = i + 1; j <= nd->n; j++)
+    nd->off[j] = nd->off[j] - (b - a) + (uint32_t)len;
+  nd->pfx[i] = pfx;
+  return TALLY_OK;
+}
+
+/* Append src's entries [s, n) to dst, which has room for them (entries
+ * and heap). src keeps [0, s). */
+static void nd_move_tail(tally__node *dst, tally__node *src, unsigned s) {
+  unsigned k = src->n - s, dn = dst->n, i;
+  uint32_t base = dst->off[dn], from = src->off[s];
+  uint32_t bytes = src->off[src->n] - from;
+  memcpy(dst->pfx + dn, src->pfx + s, k * sizeof *dst->pfx);
+  memcpy(dst->sum + dn, src->sum + s, k * sizeof *dst->sum);
+  if (!dst->leaf) {
+    memcpy(dst->cnt + dn, src->cnt + s, k * sizeof *dst->cnt);
+    memcpy(dst->kid + dn, src->kid + s, k * sizeof *dst->kid);
+  }
+  if (bytes)
+    memcpy(dst->heap + base, src->heap + from, bytes);
+  for (i = 1; i <= k; i++)
+    dst->off[dn + i] = base + (src->off[s + i] - from);
+  dst->n = (uint16_t)(dn + k);
+  src->n = (uint16_t)s;
+}
+
+/* Copy entry i's bytes out (for moving it while heaps may move). */
+static size_t nd_copy_entry(const tally__node *nd, unsigned i,
+                            unsigned char *buf) {
+  size_t len = nd->off[i + 1] - nd->off[i];
+  if (len)
+    memcpy(buf, nd->heap + nd->off[i], len);
+  return len;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Entries and comparisons                                                   */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t bt_pfx(const unsigned char *k, size_t kl, unsigned pad) {
+  uint64_t p = 0;
+  size_t i;
+  for (i = 0; i < 8; i++)
+    p = (p << 8) | (i < kl ? k[i] : pad);
+  return p;
+}
+
+static void bt_be64(unsigned char *b, uint64_t v) {
+  int i;
+  for (i = 7; i >= 0; i--) {
+    b[i] = (unsigned char)(v & 0xff);
+    v >>= 8;
+  }
+}
+
+/* Encode (key, id) into buf; returns its length and sets *pfx. */
+static size_t bt_encode(unsigned char *buf, uint64_t *pfx, const void *key,
+                        size_t kl, const void *id, size_t il) {
+  const unsigned char *k = key;
+  size_t n = 0;
+  if (kl < 128) {
+    buf[n++] = (unsigned char)kl;
+  } else {
+    buf[n++] = (unsigned char)(0x80 | (kl & 0x7f));
+    buf[n++] = (unsigned char)(kl >> 7);
+  }
+  if (kl > 8) {
+    memcpy(buf + n, k + 8, kl - 8);
+    n += kl - 8;
+  }
+  if (il) {
+    memcpy(buf + n, id, il);
+    n += il;
+  }
+  *pfx = bt_pfx(k, kl, 0);
+  return n;
+}
+
+/* A decoded entry (pointers into the node's heap). */
+typedef struct bt_ent {
+  size_t klen;                /* full key length */
+  const unsigned char *ksuf;  /* key[8..klen) */
+  const unsigned char *id;    /* id bytes */
+  size_t idlen;               /* id length */
+} bt_ent;
+
+static void bt_decode(const tally__node *nd, unsigned j, bt_ent *e) {
+  const unsigned char *h = nd->heap + nd->off[j];
+  const unsigned char *end = nd->heap + nd->off[j + 1];
+  size_t kl = h[0];
+  if (kl & 0x80) {
+    kl = (kl & 0x7f) | ((size_t)h[1] << 7);
+    h += 2;
+  } else {
+    h += 1;
+  }
+  e->klen = kl;
+  e->ksuf = h;
+  if (kl > 8)
+    h += kl - 8;
+  e->id = h;
+  e->idlen = (size_t)(end - h);
+}
+
+static int bt_cmp_bytes(const unsigned char *a, size_t an,
+                        const unsigned char *b, size_t bn) {
+  size_t m = an < bn ? an : bn;
+  int c = m ? memcmp(a, b, m) : 0;
+  if (c)
+    return c;
+  return an < bn ? -1 : an > bn;
+}
+
+/* Compare entry j's key, truncated to trunc bytes, with k. */
+static int bt_keycmp(const tally__node *nd, unsigned j, const bt_ent *e,
+                     const unsigned char *k, size_t kl, size_t trunc) {
+  size_t el = e->klen < trunc ? e->klen : trunc;
+  size_t n0 = el < 8 ? el : 8, k0 = kl < 8 ? kl : 8;
+  size_t m = n0 < k0 ? n0 : k0;
+  unsigned char b8[8];
+  int c;
+  bt_be64(b8, nd->pfx[j]);
+  c = m ? memcmp(b8, k, m) : 0;
+  if (c)
+    return c;
+  if (n0 < 8 || k0 < 8)
+    return el < kl ? -1 : el > kl;
+  return bt_cmp_bytes(e->ksuf, el - 8, k + 8, kl - 8);
+}
+
+/* What a search looks for: an edge with its prefix precomputed. */
+typedef struct bt_probe {
+  tally__edge_kind kind;
+  uint64_t p;             /* prefix that classifies entries */
+  const unsigned char *k; /* key */
+  size_t kl;
+  const unsigned char *id;
+  size_t il;
+} bt_probe;
+
+static void bt_probe_init(bt_probe *pr, const tally__edge *e) {
+  pr->kind = e->kind;
+  pr->k = e->key;
+  pr->kl = e->klen;
+  pr->id = e->id;
+  pr->il = e->idlen;
+  pr->p = 0;
+  if (e->kind == TALLY__EDGE_MIN || e->kind == TALLY__EDGE_MAX)
+    return;
+  /* An item is before "prefix end" iff its key truncated to len(prefix) is
+   * <= prefix: any key whose first 8 bytes are below the prefix padded with
+   * 0xff qualifies, any above does not. */
+  pr->p = bt_pfx(e->key, e->klen, e->kind == TALLY__EDGE_PREFIX_END ? 0xff
+                                                                     : 0);
+}
+
+/* Is entry j (whose prefix ties with the probe's) before the edge? */
+static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
+  bt_ent e;
+  int c;
+  bt_decode(nd, j, &e);
+  switch (pr->kind) {
+  case TALLY__EDGE_KEY_BEFORE:
+    return bt_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) < 0;
+  case TALLY__EDGE_KEY_AFTER:
+    return bt_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) <= 0;
+  case TALLY__EDGE_PREFIX_END:
+    return bt_keycmp(nd, j, &e, pr->k, pr->kl, pr->kl) <= 0;
+  case TALLY__EDGE_POS_BEFORE:
+  case TALLY__EDGE_POS_AFTER:
+    c = bt_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
+    if (c == 0)
+      c = bt_cmp_bytes(e.id, e.idlen, pr->id, pr->il);
+    return pr->kind == TALLY__EDGE_POS_BEFORE ? c < 0 : c <= 0;
+  case TALLY__EDGE_MAX:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* First slot in [lo, n) whose entry is not before the edge (n if none).
+ * Prefix counts settle every entry but the run of equal prefixes, which
+ * is binary searched with full comparisons. */
+static unsigned bt_search(const tally__node *nd, unsigned lo,
+                          const bt_probe *pr) {
+  unsigned n = nd->n, a = lo, b = lo, j;
+  const uint64_t *pf = nd->pfx;
+  uint64_t p = pr->p;
+  if (pr->kind == TALLY__EDGE_MIN)
+    return lo;
+  if (pr->kind == TALLY__EDGE_MAX)
+    return n;
+  for (j = lo; j < n; j++) {
+    a += pf[j] < p;
+    b += pf[j] <= p;
+  }
+  while (a < b) {
+    unsigned mid = a + (b - a) / 2;
+    if (bt_before(nd, mid, pr))
+      a = mid + 1;
+    else
+      b = mid;
+  }
+  return a;
+}
+
+/* Child of an inner node holding the edge: children left of it are wholly
+ * before the edge, children right of it wholly after (invariant 4). */
+static unsigned bt_child(const tally__node *nd, const bt_probe *pr) {
+  return bt_search(nd, 1, pr) - 1;
+}
+
+static int bt_entry_eq(const tally__node *nd, unsigned j, const void *key,
+                       size_t kl, const void *id, size_t il) {
+  bt_ent e;
+  bt_decode(nd, j, &e);
+  return bt_keycmp(nd, j, &e, key, kl, (size_t)-1) == 0 &&
+         bt_cmp_bytes(e.id, e.idlen, id, il) == 0;
+}
+
+/* Copy entry j out as a full key and id. */
+static void bt_get(const tally__node *nd, unsigned j, unsigned char *key,
+                   size_t *kl, unsigned char *id, size_t *il) {
+  bt_ent e;
+  unsigned char b8[8];
+  bt_decode(nd, j, &e);
+  bt_be64(b8, nd->pfx[j]);
+  memcpy(key, b8, e.klen < 8 ? e.klen : 8);
+  if (e.klen > 8)
+    memcpy(key + 8, e.ksuf, e.klen - 8);
+  if (e.idlen)
+    memcpy(id, e.id, e.idlen);
+  *kl = e.klen;
+  *il = e.idlen;
+}
+
+static void bt_item_out(const tally__node *nd, unsigned j, tally_item *out) {
+  bt_get(nd, j, out->key, &out->key_len, out->id, &out->id_len);
+  out->sum = nd->sum[j];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Undo log                                                                  */
+/* ------------------------------------------------------------------------ */
+
+void tally__undo_init(tally__undo *u, tally__mem *mem) {
+  memset(u, 0, sizeof *u);
+  u->mem = mem;
+}
+
+void tally__undo_destroy(tally__undo *u) {
+  tally__undo_commit(u);
+  tally__free(u->mem, u->recs);
+  tally__free(u->mem, u->bytes);
+  u->recs = NULL;
+  u->bytes = NULL;
+  u->cap = u->bytes_cap = 0;
+}
+
+size_t tally__undo_mark(const tally__undo *u) { return u->n; }
+
+int tally__undo_reserve(tally__undo *u, size_t extra) {
+  size_t nc;
+  void *p;
+  if (u->n + extra <= u->cap)
+    return TALLY_OK;
+  nc = u->cap * 2;
+  if (nc < u->n + extra)
+    nc = u->n + extra;
+  if (nc < 64)
+    nc = 64;
+  p = tally__realloc(u->mem, u->recs, nc * sizeof(undo_rec));
+  if (p == NULL)
+    return TALLY_ENOMEM;
+  u->recs = p;
+  u->cap = nc;
+  return TALLY_OK;
+}
+
+/* Next record slot. Every operation reserves its worst case first, so the
+ * fallback growth here only serves callers that did not. */
+static undo_rec *undo_push(tally__undo *u, int kind, tally__tree *t,
+                           tally__node *nd, unsigned slot) {
+  undo_rec *r;
+  if (u->n == u->cap && tally__undo_reserve(u, 1) != TALLY_OK)
+    return NULL;
+  r = (undo_rec *)u->recs + u->n++;
+  r->kind = kind;
+  r->t = t;
+  r->nd = nd;
+  r->slot = slot;
+  return r;
+}
+
+int tally__undo_push_custom(tally__undo *u, tally__undo_fn undo,
+                            tally__undo_fn release, void *owner, void *p,
+                            uint64_t x) {
+  undo_rec *r = undo_push(u, UR_CUSTOM, NULL, NULL, 0);
+  if (r == NULL)
+    return TALLY_ENOMEM;
+  r->u.cus.undo = undo;
+  r->u.cus.release = release;
+  r->u.cus.owner = owner;
+  r->u.cus.p = p;
+  r->u.cus.x = x;
+  return TALLY_OK;
+}
+
+static void bt_tree_free(const tally__mem *m, tally__tree *t) {
+  if (t == NULL)
+    return;
+  nd_free_subtree(m, t->root, t->height);
+  tally__free(m, t);
+}
+
+static void undo_one(tally__undo *u, undo_rec *r) {
+  tally__node *nd = r->nd;
+  if (r->t != NULL && r->kind != UR_NEW_TREE)
+    r->t->version++;
+  switch (r->kind) {
+  case UR_LEAF_INS:
+    nd_del(nd, r->slot);
+    break;
+  case UR_LEAF_DEL:
+    /* The heap held these bytes before; its capacity has not shrunk. */
+    nd_put(nd, r->slot, r->u.del.pfx, u->bytes + r->u.del.at, r->u.del.len,
+           r->u.del.sum, 0, NULL);
+    u->nbytes = r->u.del.at;
+    break;
+  case UR_LEAF_SUM:
+    nd->sum[r->slot] = r->u.sum;
+    break;
+  case UR_KID:
+    nd->cnt[r->slot] = r->u.kid.cnt;
+    nd->sum[r->slot] = r->u.kid.sum;
+    break;
+  case UR_HDR:
+    r->t->root = r->u.hdr.root;
+    r->t->height = r->u.hdr.height;
+    r->t->count = r->u.hdr.count;
+    break;
+  case UR_IMAGE:
+    tally__free(u->mem, nd->heap);
+    memcpy(nd, r->u.img.img, nd_size(r->t->cap, r->u.img.img->leaf));
+    nd->heap = r->u.img.heap;
+    tally__free(u->mem, r->u.img.img);
+    break;
+  case UR_NEW_NODE:
+    nd_free(u->mem, nd);
+    break;
+  case UR_NEW_TREE:
+    bt_tree_free(u->mem, r->t);
+    break;
+  case UR_CUSTOM:
+    if (r->u.cus.undo != NULL)
+      r->u.cus.undo(r->u.cus.owner, r->u.cus.p, r->u.cus.x);
+    break;
+  default: /* UR_RETIRED, UR_SUBTREE, UR_OLD_TREE: keep them */
+    break;
+  }
+}
+
+void tally__undo_rollback(tally__undo *u, size_t mark) {
+  undo_rec *recs = u->recs;
+  while (u->n > mark) {
+    u->n--;
+    undo_one(u, &recs[u->n]);
+  }
+}
+
+void tally__undo_commit(tally__undo *u) {
+  undo_rec *recs = u->recs;
+  size_t i;
+  for (i = 0; i < u->n; i++) {
+    undo_rec *r = &recs[i];
+    switch (r->kind) {
+    case UR_IMAGE:
+      tally__free(u->mem, r->u.img.img);
+      tally__free(u->mem, r->u.img.heap);
+      break;
+    case UR_RETIRED:
+      nd_free(u->mem, r->nd);
+      break;
+    case UR_SUBTREE:
+      nd_free_subtree(u->mem, r->nd, r->u.height);
+      break;
+    case UR_OLD_TREE:
+      bt_tree_free(u->mem, r->t);
+      break;
+    case UR_CUSTOM:
+      if (r->u.cus.release != NULL)
+        r->u.cus.release(r->u.cus.owner, r->u.cus.p, r->u.cus.x);
+      break;
+    default:
+      break;
+    }
+  }
+  u->n = 0;
+  u->nbytes = 0;
+}
+
+/* Log the tree header before it changes. */
+static int bt_log_hdr(tally__undo *u, tally__tree *t) {
+  undo_rec *r = undo_push(u, UR_HDR, t, NULL, 0);
+  if (r == NULL)
+    return TALLY_ENOMEM;
+  r->u.hdr.root = t->root;
+  r->u.hdr.count = t->count;
+  r->u.hdr.height = t->height;
+  return TALLY_OK;
+}
+
+/* Take an image of nd before a structural change. */
+static int bt_image(tally__ctx *cx, tally__tree *t, tally__node *nd) {
+  size_t sz = nd_size(t->cap, nd->leaf);
+  tally__node *img = tally__malloc(&cx->mem, sz);
+  unsigned char *hp = tally__malloc(&cx->mem, nd->hcap);
+  undo_rec *r;
+  if (img == NULL || hp == NULL) {
+    tally__free(&cx->mem, img);
+    tally__free(&cx->mem, hp);
+    return TALLY_ENOMEM;
+  }
+  r = undo_push(&cx->undo, UR_IMAGE, t, nd, 0);
+  if (r == NULL) {
+    tally__free(&cx->mem, img);
+    tally__free(&cx->mem, hp);
+    return TALLY_ENOMEM;
+  }
+  memcpy(img, nd, sz);
+  if (nd->off[nd->n])
+    memcpy(hp, nd->heap, nd->off[nd->n]);
+  r->u.img.img = img;
+  r->u.img.heap = hp;
+  return TALLY_OK;
+}
+
+/* Allocate an empty node with hcap heap bytes and log it as new. */
+static int bt_new_node(tally__ctx *cx, tally__tree *t, int leaf, size_t hcap,
+                       tally__node **out) {
+  tally__node *nd = tally__malloc(&cx->mem, nd_size(t->cap, leaf));
+  unsigned char *hp;
+  if (hcap < 32)
+    hcap = 32;
+  hp = tally__malloc(&cx->mem, hcap);
+  if (nd == NULL || hp == NULL ||
+      undo_push(&cx->undo, UR_NEW_NODE, t, nd, 0) == NULL) {
+    tally__free(&cx->mem, nd);
+    tally__free(&cx->mem, hp);
+    return TALLY_ENOMEM;
+  }
+  nd_wire(nd, t->cap, leaf);
+  nd->heap = hp;
+  nd->hcap = (uint32_t)hcap;
+  nd->n = 0;
+  nd->leaf = (uint16_t)leaf;
+  nd->off[0] = 0;
+  *out = nd;
+  return TALLY_OK;
+}
+
+static int bt_retire(tally__ctx *cx, tally__tree *t, tally__node *nd) {
+  return undo_push(&cx->undo, UR_RETIRED, t, nd, 0) ? TALLY_OK
+                                                     : TALLY_ENOMEM;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tree                                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bt_path {
+  tally__node *nd[TALLY__MAX_HEIGHT]; /* node per level, 0 = root */
+  unsigned idx[TALLY__MAX_HEIGHT];    /* child taken (inner levels) */
+} bt_path;
+
+/* Descend to the leaf holding the edge; returns the leaf slot. */
+static unsigned bt_descend(const tally__tree *t, const bt_probe *pr,
+                           bt_path *ph) {
+  tally__node *nd = t->root;
+  unsigned l;
+  for (l = 0; l + 1 < t->height; l++) {
+    unsigned c = bt_child(nd, pr);
+    ph->nd[l] = nd;
+    ph->idx[l] = c;
+    nd = nd->kid[c];
+  }
+  ph->nd[l] = nd;
+  return bt_search(nd, 0, pr);
+}
+
+/* Worst-case records of one write at this height (see insert/delete). */
+static size_t bt_worst(const tally__tree *t) {
+  return 6 * ((size_t)t->height + 2);
+}
+
+/* Refresh the cached count/sum of every ancestor of the node at level,
+ * with cheap records: used above the highest node changed structurally. */
+static int bt_fixup(tally__ctx *cx, tally__tree *t, bt_path *ph,
+                    unsigned level, int64_t dcount) {
+  while (level > 0) {
+    tally__node *p = ph->nd[level - 1];
+    unsigned c = ph->idx[level - 1];
+    undo_rec *r = undo_push(&cx->undo, UR_KID, t, p, c);
+    if (r == NULL)
+      return TALLY_ENOMEM;
+    r->u.kid.cnt = p->cnt[c];
+    r->u.kid.sum = p->sum[c];
+    p->cnt[c] += (uint64_t)dcount;
+    p->sum[c] = nd_total(ph->nd[level]);
+    level--;
+  }
+  return TALLY_OK;
+}
+
+int tally__tree_new(tally__ctx *cx, tally__tree **out) {
+  tally__tree *t;
+  if (tally__undo_reserve(&cx->undo, 1) != TALLY_OK)
+    return TALLY_ENOMEM;
+  t = tally__malloc(&cx->mem, sizeof *t);
+  if (t == NULL)
+    return TALLY_ENOMEM;
+  memset(t, 0, sizeof *t);
+  t->cap = cx->node_size;
+  undo_push(&cx->undo, UR_NEW_TREE, t, NULL, 0);
+  *out = t;
+  return TALLY_OK;
+}
+
+void tally__tree_destroy(tally__ctx *cx, tally__tree *t) {
+  bt_tree_free(&cx->mem, t);
+}
+
+int tally__tree_retire(tally__ctx *cx, tally__tree *t) {
+  return undo_push(&cx->undo, UR_OLD_TREE, t, NULL, 0) ? TALLY_OK
+                                                       : TALLY_ENOMEM;
+}
+
+uint64_t tally__tree_count(const tally__tree *t) { return t->count; }
+
+double tally__tree_sum(const tally__tree *t) {
+  return t->root ? nd_total(t->root) : 0.0;
+}
+
+uint64_t tally__tree_version(const tally__tree *t) { return t->version; }
+
+/* A pending entry going into a node: an item, or a separator with the
+ * child to its right. */
+typedef struct bt_pending {
+  uint64_t pfx;
+  const unsigned char *bytes;
+  size_t len;
+  double sum;
+  uint64_t cnt;
+  tally__node *kid;
+} bt_pending;
+
+/*
+ * Split the full node x (already imaged) into x and the new node r while
+ * putting e at slot i. Afterwards sep holds the separator that goes into
+ * the parent in front of r: r's first item (leaf), or the separator of r's
+ * first child, which r's empty entry 0 no longer needs (inner).
+ *
+ *   x: [0 .. half) stays    [half .. cap) moves to r;  e joins its side
+ */
+static int bt_split(tally__ctx *cx, tally__tree *t, tally__node *x,
+                    tally__node *r, unsigned i, const bt_pending *e,
+                    unsigned char *sep, size_t *seplen, uint64_t *seppfx) {
+  unsigned half = t->cap / 2;
+  size_t moved = x->off[x->n] - x->off[half];
+  tally__node *dst = x;
+  int rc;
+  if (nd_reserve(&cx->mem, r, moved + e->len) != TALLY_OK)
+    return TALLY_ENOMEM;
+  nd_move_tail(r, x, half);
+  if (i > half) {
+    dst = r;
+    i -= half;
+  }
+  rc = nd_insert(&cx->mem, dst, i, e->pfx, e->bytes, e->len, e->sum, e->cnt,
+                 e->kid);
+  if (rc != TALLY_OK)
+    return rc;
+  *seppfx = r->pfx[0];
+  *seplen = nd_copy_entry(r, 0, sep);
+  if (!r->leaf)
+    nd_set_bytes(&cx->mem, r, 0, 0, NULL, 0); /* shrinks: cannot fail */
+  return TALLY_OK;
+}
+
+int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
+                       size_t klen, const void *id, size_t idlen,
+                       double sum) {
+  unsigned char item[BT_ENTRY_MAX], sep[BT_ENTRY_MAX];
+  bt_pending e;
+  bt_path ph;
+  tally__edge edge;
+  bt_probe pr;
+  tally__node *x;
+  unsigned pos = 0, level, slot;
+  int rc;
+
+  edge.kind = TALLY__EDGE_POS_AFTER;
+  edge.key = key;
+  edge.klen = klen;
+  edge.id = id;
+  edge.idlen = idlen;
+  bt_probe_init(&pr, &edge);
+  if (t->root != NULL) {
+    pos = bt_descend(t, &pr, &ph);
+    if (pos > 0 && bt_entry_eq(ph.nd[t->height - 1], pos - 1, key, klen, id,
+                               idlen))
+      return TALLY_EEXISTS;
+  }
+  if (tally__undo_reserve(&cx->undo, bt_worst(t)) != TALLY_OK)
+    return TALLY_ENOMEM;
+  t->version++;
+  e.len = bt_encode(item, &e.pfx, key, klen, id, idlen);
+  e.bytes = item;
+  e.sum = sum;
+  e.cnt = 0;
+  e.kid = NULL;
+  bt_log_hdr(&cx->undo, t);
+  if (t->root == NULL) {
+    rc = bt_new_node(cx, t, 1, 0, &t->root);
+    if (rc != TALLY_OK)
+      return rc;
+    t->height = 1;
+    ph.nd[0] = t->root;
+  }
+  level = t->height - 1;
+  x = ph.nd[level];
+  t->count++;
+
+  if (x->n < t->cap) {
+    /* Common path: the leaf has room; log the item, not the node. */
+    if (nd_reserve(&cx->mem, x, e.len) != TALLY_OK)
+      return TALLY_ENOMEM;
+    undo_push(&cx->undo, UR_LEAF_INS, t, x, pos);
+    nd_put(x, pos, e.pfx, e.bytes, e.len, e.sum, 0, NULL);
+    return bt_fixup(cx, t, &ph, level, 1);
+  }
+
+  /* Split upwards. Each node changed here is imaged first; the node at
+   * level is imaged when we arrive (the parent of the previous level). */
+  rc = bt_image(cx, t, x);
+  if (rc != TALLY_OK)
+    return rc;
+  slot = pos;
+  for (;;) {
+    tally__node *r, *p;
+    size_t seplen;
+    uint64_t seppfx;
+    unsigned c;
+    x = ph.nd[level];
+    if (x->n < t->cap) {
+      rc = nd_insert(&cx->mem, x, slot, e.pfx, e.bytes, e.len, e.sum, e.cnt,
+                     e.kid);
+      if (rc != TALLY_OK)
+        return rc;
+      return bt_fixup(cx, t, &ph, level, 1);
+    }
+    rc = bt_new_node(cx, t, x->leaf, 0, &r);
+    if (rc != TALLY_OK)
+      return rc;
+    rc = bt_split(cx, t, x, r, slot, &e, sep, &seplen, &seppfx);
+    if (rc != TALLY_OK)
+      return rc;
+    if (level == 0) {
+      /* The root split: a new root above both halves. */
+      tally__node *q;
+      rc = bt_new_node(cx, t, 0, seplen, &q);
+      if (rc != TALLY_OK)
+        return rc;
+      nd_put(q, 0, 0, NULL, 0, nd_total(x), nd_count(x), x);
+      nd_put(q, 1, seppfx, sep, seplen, nd_total(r), nd_count(r), r);
+      t->root = q;
+      t->height++;
+      return TALLY_OK;
+    }
+    p = ph.nd[level - 1];
+    c = ph.idx[level - 1];
+    rc = bt_image(cx, t, p);
+    if (rc != TALLY_OK)
+      return rc;
+    p->cnt[c] = nd_count(x);
+    p->sum[c] = nd_total(x);
+    e.pfx = seppfx;
+    e.bytes = sep;
+    e.len = seplen;
+    e.sum = nd_total(r);
+    e.cnt = nd_count(r);
+    e.kid = r;
+    slot = c + 1;
+    level--;
+  }
+}
+
+/*
+ * The node at level (imaged, not the root) fell below half. Borrow one
+ * entry from a sibling that can spare it, else merge with the sibling and
+ * repeat one level up. Parent and sibling are imaged before they change.
+ *
+ *   borrow from left:  [S: a b c d] [X: e f]  ->  [S: a b c] [X: d e f]
+ *   merge:             [S: a b] [X: c]        ->  [S: a b c]   (X retired)
+ * In inner nodes the parent's separator comes down in front of the child
+ * that changes sides and the neighbouring one goes up (a rotation).
+ */
+static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
+                        unsigned level) {
+  unsigned char b1[BT_ENTRY_MAX], b2[BT_ENTRY_MAX];
+  const tally__mem *m = &cx->mem;
+  unsigned half = t->cap / 2;
+  for (;;) {
+    tally__node *x = ph->nd[level], *p = ph->nd[level - 1], *s, *a, *b;
+    unsigned c = ph->idx[level - 1], bi;
+    int rc, left = c > 0;
+    size_t l1, l2;
+    uint64_t p1, p2;
+    s = p->kid[left ? c - 1 : c + 1];
+    if ((rc = bt_image(cx, t, p)) != TALLY_OK ||
+        (rc = bt_image(cx, t, s)) != TALLY_OK)
+      return rc;
+    if (s->n > half) {
+      unsigned k = left ? s->n - 1u : 0u, sc = left ? c - 1 : c + 1;
+      double esum = s->sum[k];
+      uint64_t ecnt = x->leaf ? 0 : s->cnt[k];
+      tally__node *ekid = x->leaf ? NULL : s->kid[k];
+      if (x->leaf) {
+        p1 = s->pfx[k];
+        l1 = nd_copy_entry(s, k, b1);
+        nd_del(s, k);
+        if (left) {
+          /* The moved item is x's new first item and separator. */
+          if ((rc = nd_insert(m, x, 0, p1, b1, l1, esum, 0, NULL)) ||
+              (rc = nd_set_bytes(m, p, c, p1, b1, l1)))
+            return rc;
+        } else {
+          if ((rc = nd_insert(m, x, x->n, p1, b1, l1, esum, 0, NULL)))
+            return rc;
+          p2 = s->pfx[0];
+          l2 = nd_copy_entry(s, 0, b2);
+          if ((rc = nd_set_bytes(m, p, c + 1, p2, b2, l2)))
+            return rc;
+        }
+      } else if (left) {
+        p1 = p->pfx[c];
+        l1 = nd_copy_entry(p, c, b1);
+        p2 = s->pfx[k];
+        l2 = nd_copy_entry(s, k, b2);
+        nd_del(s, k);
+        if ((rc = nd_insert(m, x, 0, 0, NULL, 0, esum, ecnt, ekid)) ||
+            (rc = nd_set_bytes(m, x, 1, p1, b1, l1)) ||
+            (rc = nd_set_bytes(m, p, c, p2, b2, l2)))
+          return rc;
+      } else {
+        p1 = p->pfx[c + 1];
+        l1 = nd_copy_entry(p, c + 1, b1);
+        p2 = s->pfx[1];
+        l2 = nd_copy_entry(s, 1, b2);
+        nd_del(s, 0);
+        nd_set_bytes(m, s, 0, 0, NULL, 0);
+        if ((rc = nd_insert(m, x, x->n, p1, b1, l1, esum, ecnt, ekid)) ||
+            (rc = nd_set_bytes(m, p, c + 1, p2, b2, l2)))
+          return rc;
+      }
+      p->cnt[c] = nd_count(x);
+      p->sum[c] = nd_total(x);
+      p->cnt[sc] = nd_count(s);
+      p->sum[sc] = nd_total(s);
+      return bt_fixup(cx, t, ph, level - 1, -1);
+    }
+    /* Merge the right one of the pair into the left one. */
+    a = left ? s : x;
+    b = left ? x : s;
+    bi = left ? c : c + 1;
+    if ((rc = bt_retire(cx, t, b)) != TALLY_OK)
+      return rc;
+    if (!b->leaf) {
+      p1 = p->pfx[bi];
+      l1 = nd_copy_entry(p, bi, b1);
+      if ((rc = nd_set_bytes(m, b, 0, p1, b1, l1)) != TALLY_OK)
+        return rc;
+    }
+    if ((rc = nd_reserve(m, a, b->off[b->n])) != TALLY_OK)
+      return rc;
+    nd_move_tail(a, b, 0);
+    nd_del(p, bi);
+    p->cnt[bi - 1] = nd_count(a);
+    p->sum[bi - 1] = nd_total(a);
+    if (level == 1) {
+      if (p->n == 1) {
+        /* The root kept one child: that child becomes the root. */
+        if ((rc = bt_retire(cx, t, p)) != TALLY_OK)
+          return rc;
+        t->root = a;
+        t->height--;
+      }
+      return TALLY_OK;
+    }
+    if (p->n >= half)
+      return bt_fixup(cx, t, ph, level - 1, -1);
+    level--;
+  }
+}
+
+int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
+                       size_t klen, const void *id, size_t idlen,
+                       double *old_sum) {
+  tally__edge edge;
+  bt_probe pr;
+  bt_path ph;
+  tally__node *x;
+  unsigned pos, level;
+  double old;
+  int rc;
+
+  if (t->root == NULL)
+    return TALLY_ENOTFOUND;
+  edge.kind = TALLY__EDGE_POS_AFTER;
+  edge.key = key;
+  edge.klen = klen;
+  edge.id = id;
+  edge.idlen = idlen;
+  bt_probe_init(&pr, &edge);
+  pos = bt_descend(t, &pr, &ph);
+  level = t->height - 1;
+  x = ph.nd[level];
+  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen))
+    return TALLY_ENOTFOUND;
+  pos--;
+  old = x->sum[pos];
+  if (tally__undo_reserve(&cx->undo, bt_worst(t)) != TALLY_OK)
+    return TALLY_ENOMEM;
+  t->version++;
+  bt_log_hdr(&cx->undo, t);
+
+  if (t->height == 1 && x->n == 1) {
+    /* Last item: drop the root leaf as it is. */
+    bt_retire(cx, t, x);
+    t->root = NULL;
+    t->height = 0;
+    t->count = 0;
+  } else if (level == 0 || x->n > t->cap / 2) {
+    /* Common path: save the item's bytes, log a cheap record. */
+    tally__undo *u = &cx->undo;
+    size_t len = x->off[pos + 1] - x->off[pos];
+    undo_rec *r;
+    if (u->nbytes + len > u->bytes_cap) {
+      size_t nc = u->bytes_cap * 2;
+      unsigned char *p;
+      if (nc < u->nbytes + len)
+        nc = u->nbytes + len;
+      if (nc < 1024)
+        nc = 1024;
+      p = tally__realloc(u->mem, u->bytes, nc);
+      if (p == NULL)
+        return TALLY_ENOMEM;
+      u->bytes = p;
+      u->bytes_cap = nc;
+    }
+    r = undo_push(u, UR_LEAF_DEL, t, x, pos);
+    r->u.del.pfx = x->pfx[pos];
+    r->u.del.sum = old;
+    r->u.del.at = u->nbytes;
+    r->u.del.len = len;
+    if (len)
+      memcpy(u->bytes + u->nbytes, x->heap + x->off[pos], len);
+    u->nbytes += len;
+    nd_del(x, pos);
+    t->count--;
+    rc = bt_fixup(cx, t, &ph, level, -1);
+    if (rc != TALLY_OK)
+      return rc;
+  } else {
+    rc = bt_image(cx, t, x);
+    if (rc != TALLY_OK)
+      return rc;
+    nd_del(x, pos);
+    t->count--;
+    rc = bt_rebalance(cx, t, &ph, level);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  if (old_sum != NULL)
+    *old_sum = old;
+  return TALLY_OK;
+}
+
+int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
+                        size_t klen, const void *id, size_t idlen,
+                        double sum) {
+  tally__edge edge;
+  bt_probe pr;
+  bt_path ph;
+  tally__node *x;
+  unsigned pos;
+  undo_rec *r;
+
+  if (t->root == NULL)
+    return TALLY_ENOTFOUND;
+  edge.kind = TALLY__EDGE_POS_AFTER;
+  edge.key = key;
+  edge.klen = klen;
+  edge.id = id;
+  edge.idlen = idlen;
+  bt_probe_init(&pr, &edge);
+  pos = bt_descend(t, &pr, &ph);
+  x = ph.nd[t->height - 1];
+  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen))
+    return TALLY_ENOTFOUND;
+  pos--;
+  if (tally__undo_reserve(&cx->undo, t->height + 1) != TALLY_OK)
+    return TALLY_ENOMEM;
+  t->version++;
+  r = undo_push(&cx->undo, UR_LEAF_SUM, t, x, pos);
+  r->u.sum = x->sum[pos];
+  x->sum[pos] = sum;
+  return bt_fixup(cx, t, &ph, t->height - 1, 0);
+}
+
+int tally__tree_clear(tally__ctx *cx, tally__tree *t) {
+  undo_rec *r;
+  if (t->root == NULL)
+    return TALLY_OK;
+  if (tally__undo_reserve(&cx->undo, 2) != TALLY_OK)
+    return TALLY_ENOMEM;
+  t->version++;
+  bt_log_hdr(&cx->undo, t);
+  r = undo_push(&cx->undo, UR_SUBTREE, t, t->root, 0);
+  r->u.height = t->height;
+  t->root = NULL;
+  t->height = 0;
+  t->count = 0;
+  return TALLY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reads                                                                     */
+/* ------------------------------------------------------------------------ */
+
+int tally__tree_find(const tally__tree *t, const void *key, size_t klen,
+                     const void *id, size_t idlen, double *sum) {
+  tally__edge edge;
+  bt_probe pr;
+  bt_path ph;
+  const tally__node *x;
+  unsigned pos;
+  if (t->root == NULL)
+    return TALLY_ENOTFOUND;
+  edge.kind = TALLY__EDGE_POS_AFTER;
+  edge.key = key;
+  edge.klen = klen;
+  edge.id = id;
+  edge.idlen = idlen;
+  bt_probe_init(&pr, &edge);
+  pos = bt_descend(t, &pr, &ph);
+  x = ph.nd[t->height - 1];
+  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen))
+    return TALLY_ENOTFOUND;
+  if (sum != NULL)
+    *sum = x->sum[pos - 1];
+  return TALLY_OK;
+}
+
+uint64_t tally__tree_rank(const tally__tree *t, const tally__edge *e) {
+  const tally__node *nd = t->root;
+  bt_probe pr;
+  uint64_t r = 0;
+  unsigned l, i;
+  if (nd == NULL)
+    return 0;
+  bt_probe_init(&pr, e);
+  for (l = 1; l < t->height; l++) {
+    unsigned c = bt_child(nd, &pr);
+    for (i = 0; i < c; i++)
+      r += nd->cnt[i];
+    nd = nd->kid[c];
+  }
+  return r + bt_search(nd, 0, &pr);
+}
+
+/* Items of the subtree not before the edge (tail) or before it (head). */
+static void bt_side(const tally__node *nd, const bt_probe *pr, int tail,
+                    uint64_t *count, double *sum) {
+  uint64_t cn = 0;
+  double s = 0.0;
+  unsigned i;
+  while (!nd->leaf) {
+    unsigned c = bt_child(nd, pr);
+    unsigned a = tail ? c + 1 : 0, b = tail ? nd->n : c;
+    for (i = a; i < b; i++) {
+      cn += nd->cnt[i];
+      s += nd->sum[i];
+    }
+    nd = nd->kid[c];
+  }
+  {
+    unsigned pos = bt_search(nd, 0, pr);
+    unsigned a = tail ? pos : 0, b = tail ? nd->n : pos;
+    cn += b - a;
+    for (i = a; i < b; i++)
+      s += nd->sum[i];
+  }
+  *count += cn;
+  *sum += s;
+}
+
+void tally__tree_range(const tally__tree *t, const tally__edge *lo,
+                       const tally__edge *hi, uint64_t *count,
+                       double *sum) {
+  const tally__node *nd = t->root;
+  bt_probe pl, ph;
+  uint64_t cn = 0;
+  double s = 0.0;
+  unsigned i;
+  *count = 0;
+  *sum = 0.0;
+  if (nd == NULL)
+    return;
+  bt_probe_init(&pl, lo);
+  bt_probe_init(&ph, hi);
+  /* Shared part: both edges in the same child. */
+  while (!nd->leaf) {
+    unsigned a = bt_child(nd, &pl), b = bt_child(nd, &ph);
+    if (a > b)
+      return;
+    if (a == b) {
+      nd = nd->kid[a];
+      continue;
+    }
+    for (i = a + 1; i < b; i++) {
+      cn += nd->cnt[i];
+      s += nd->sum[i];
+    }
+    bt_side(nd->kid[a], &pl, 1, &cn, &s);
+    bt_side(nd->kid[b], &ph, 0, &cn, &s);
+    *count = cn;
+    *sum = s;
+    return;
+  }
+  {
+    unsigned a = bt_search(nd, 0, &pl), b = bt_search(nd, 0, &ph);
+    if (a >= b)
+      return;
+    for (i = a; i < b; i++)
+      s += nd->sum[i];
+    *count = b - a;
+    *sum = s;
+  }
+}
+
+/* Leaf and slot of the item of this rank (rank < count), with the path. */
+static const tally__node *bt_select(const tally__tree *t, uint64_t rank,
+                                    unsigned *slot, tally__iter *it) {
+  const tally__node *nd = t->root;
+  unsigned l = 0;
+  while (!nd->leaf) {
+    unsigned i = 0;
+    while (rank >= nd->cnt[i]) {
+      rank -= nd->cnt[i];
+      i++;
+    }
+    if (it != NULL) {
+      it->path[l].node = nd;
+      it->path[l].idx = i;
+    }
+    l++;
+    nd = nd->kid[i];
+  }
+  if (it != NULL) {
+    it->path[l].node = nd;
+    it->path[l].idx = (unsigned)rank;
+    it->depth = (int)l + 1;
+  }
+  *slot = (unsigned)rank;
+  return nd;
+}
+
+int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out) {
+  unsigned slot;
+  const tally__node *nd;
+  if (rank >= t->count)
+    return TALLY_ERANGE;
+  nd = bt_select(t, rank, &slot, NULL);
+  bt_item_out(nd, slot, out);
+  return TALLY_OK;
+}
+
+size_t tally__tree_bytes(const tally__tree *t) {
+  size_t s = sizeof *t;
+  if (t->root != NULL)
+    s += nd_bytes_subtree(t->root, t->height, t->cap);
+  return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Iterator                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int tally__iter_seek_rank(tally__iter *it, const tally__tree *t,
+                          uint64_t rank) {
+  unsigned slot;
+  it->t = t;
+  it->depth = 0;
+  it->version = t->version;
+  if (rank >= t->count)
+    return TALLY_ENOTFOUND;
+  bt_select(t, rank, &slot, it);
+  it->rank = rank;
+  return TALLY_OK;
+}
+
+static int bt_iter_step(tally__iter *it, int fwd) {
+  int d, l;
+  if (it->depth == 0 || it->version != it->t->version)
+    return TALLY_EINVAL;
+  d = it->depth;
+  /* Climb to the lowest level that can move, step there, then walk down
+   * along the near edge: amortised O(1) per step. */
+  for (l = d - 1; l >= 0; l--) {
+    const tally__node *nd = it->path[l].node;
+    if (fwd ? it->path[l].idx + 1 < nd->n : it->path[l].idx > 0)
+      break;
+  }
+  if (l < 0) {
+    it->depth = 0;
+    return TALLY_ENOTFOUND;
+  }
+  it->path[l].idx = fwd ? it->path[l].idx + 1 : it->path[l].idx - 1;
+  for (; l + 1 < d; l++) {
+    const tally__node *kid = it->path[l].node->kid[it->path[l].idx];
+    it->path[l + 1].node = kid;
+    it->path[l + 1].idx = fwd ? 0u : kid->n - 1u;
+  }
+  it->rank = fwd ? it->rank + 1 : it->rank - 1;
+  return TALLY_OK;
+}
+
+int tally__iter_next(tally__iter *it) { return bt_iter_step(it, 1); }
+
+int tally__iter_prev(tally__iter *it) { return bt_iter_step(it, 0); }
+
+int tally__iter_get(const tally__iter *it, tally_item *out) {
+  if (it->depth == 0 || it->version != it->t->version)
+    return TALLY_EINVAL;
+  bt_item_out(it->path[it->depth - 1].node, it->path[it->depth - 1].idx,
+              out);
+  return TALLY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Validation                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bt_vstate {
+  unsigned cap;        /* node size */
+  unsigned height;     /* tree height */
+  char *msg;           /* where to explain a failure */
+  size_t msglen;
+  int have_last;       /* an item was seen on the leaf level */
+  tally_item last;     /* previous item along the leaf level */
+  tally_item tmp;      /* scratch */
+} bt_vstate;
+
+static int bt_fail(bt_vstate *v, const char *what, const tally__node *nd,
+                   unsigned slot) {
+  if (v->msg != NULL && v->msglen > 0)
+    snprintf(v->msg, v->msglen, "%s (node %p, entry %u)", what,
+             (const void *)nd, slot);
+  return TALLY_ECORRUPT;
+}
+
+/* Compare entry j of nd with a full (key, id). */
+static int bt_cmp_item(const tally__node *nd, unsigned j,
+                       const tally_item *it) {
+  bt_ent e;
+  int c;
+  bt_decode(nd, j, &e);
+  c = bt_keycmp(nd, j, &e, it->key, it->key_len, (size_t)-1);
+  return c ? c : bt_cmp_bytes(e.id, e.idlen, it->id, it->id_len);
+}
+
+/* Invariant 7 for one entry. */
+static int bt_check_entry(bt_vstate *v, const tally__node *nd, unsigned j) {
+  uint32_t a = nd->off[j], b = nd->off[j + 1];
+  const unsigned char *h = nd->heap + a;
+  size_t kl, used, suf;
+  if (b <= a)
+    return bt_fail(v, "invariant 7: empty entry", nd, j);
+  kl = h[0];
+  used = 1;
+  if (kl & 0x80) {
+    if (b - a < 2)
+      return bt_fail(v, "invariant 7: truncated length", nd, j);
+    kl = (kl & 0x7f) | ((size_t)h[1] << 7);
+    used = 2;
+  }
+  if (kl > TALLY_KEY_MAX)
+    return bt_fail(v, "invariant 7: key too long", nd, j);
+  suf = kl > 8 ? kl - 8 : 0;
+  if (used + suf > (size_t)(b - a))
+    return bt_fail(v, "invariant 7: key overruns entry", nd, j);
+  if ((size_t)(b - a) - used - suf > TALLY_ID_MAX)
+    return bt_fail(v, "invariant 7: id too long", nd, j);
+  /* The low 8 - kl bytes of pfx are padding past the key. */
+  if (kl < 8 && (nd->pfx[j] << (8 * kl)) != 0)
+    return bt_fail(v, "invariant 7: prefix padding not zero", nd, j);
+  return TALLY_OK;
+}
+
+/*
+ * Check the subtree at nd (depth 0 = root). lo/hi bound its items:
+ * every item >= lo (if lo_nd) and < hi (if hi_nd), invariant 4.
+ */
+static int bt_vnode(bt_vstate *v, const tally__node *nd, unsigned depth,
+                    const tally__node *lo_nd, unsigned lo_j,
+                    const tally__node *hi_nd, unsigned hi_j,
+                    uint64_t *count) {
+  unsigned i, first = nd->leaf ? 0 : 1;
+  int rc;
+  if (nd->leaf != (depth + 1 == v->height))
+    return bt_fail(v, "invariant 1: leaf depth differs from height", nd, 0);
+  if (nd->n > v->cap)
+    return bt_fail(v, "invariant 2: node overfull", nd, nd->n);
+  if (depth > 0 && nd->n < v->cap / 2)
+    return bt_fail(v, "invariant 2: node underfull", nd, nd->n);
+  if (depth == 0 && nd->n < (nd->leaf ? 1u : 2u))
+    return bt_fail(v, "invariant 2: root too small", nd, nd->n);
+  if (nd->off[0] != 0)
+    return bt_fail(v, "invariant 7: off[0] not 0", nd, 0);
+  for (i = 0; i < nd->n; i++)
+    if (nd->off[i + 1] < nd->off[i])
+      return bt_fail(v, "invariant 7: offsets decrease", nd, i);
+  if (nd->off[nd->n] > nd->hcap)
+    return bt_fail(v, "invariant 7: heap overrun", nd, nd->n);
+  if (!nd->leaf && (nd->off[1] != 0 || nd->pfx[0] != 0))
+    return bt_fail(v, "invariant 7: inner entry 0 not empty", nd, 0);
+  for (i = first; i < nd->n; i++) {
+    if ((rc = bt_check_entry(v, nd, i)) != TALLY_OK)
+      return rc;
+    if (i > first) {
+      bt_item_out(nd, i - 1, &v->tmp);
+      if (bt_cmp_item(nd, i, &v->tmp) <= 0)
+        return bt_fail(v, "invariant 3: entries not increasing", nd, i);
+    }
+  }
+  if (nd->leaf) {
+    for (i = 0; i < nd->n; i++) {
+      if (v->have_last && bt_cmp_item(nd, i, &v->last) <= 0)
+        return bt_fail(v, "invariant 3: leaf level not increasing", nd, i);
+      if (lo_nd != NULL) {
+        bt_item_out(lo_nd, lo_j, &v->tmp);
+        if (bt_cmp_item(nd, i, &v->tmp) < 0)
+          return bt_fail(v, "invariant 4: item below its separator", nd, i);
+      }
+      if (hi_nd != NULL) {
+        bt_item_out(hi_nd, hi_j, &v->tmp);
+        if (bt_cmp_item(nd, i, &v->tmp) >= 0)
+          return bt_fail(v, "invariant 4: item not below next separator",
+                         nd, i);
+      }
+    }
+    if (nd->n > 0) {
+      bt_item_out(nd, nd->n - 1u, &v->last);
+      v->have_last = 1;
+    }
+    *count = nd->n;
+    return TALLY_OK;
+  }
+  *count = 0;
+  for (i = 0; i < nd->n; i++) {
+    uint64_t c;
+    const tally__node *kid = nd->kid[i];
+    if (kid == NULL)
+      return bt_fail(v, "invariant 1: missing child", nd, i);
+    rc = bt_vnode(v, kid, depth + 1, i > 0 ? nd : lo_nd, i > 0 ? i : lo_j,
+                  i + 1 < nd->n ? nd : hi_nd, i + 1 < nd->n ? i + 1 : hi_j,
+                  &c);
+    if (rc != TALLY_OK)
+      return rc;
+    if (nd->cnt[i] != c)
+      return bt_fail(v, "invariant 5: cached count differs", nd, i);
+    if (nd->sum[i] != nd_total(kid))
+      return bt_fail(v, "invariant 5: cached sum differs", nd, i);
+    *count += c;
+  }
+  return TALLY_OK;
+}
+
+int tally__tree_validate(const tally__tree *t, unsigned node_size, char *msg,
+                         size_t msglen) {
+  bt_vstate v;
+  uint64_t count = 0;
+  int rc;
+  if (msg != NULL && msglen > 0)
+    msg[0] = '\0';
+  v.cap = node_size;
+  v.height = t->height;
+  v.msg = msg;
+  v.msglen = msglen;
+  v.have_last = 0;
+  if (t->cap != node_size)
+    return bt_fail(&v, "tree node size differs from the aggregate's",
+                   t->root, 0);
+  if ((t->root == NULL) != (t->height == 0))
+    return bt_fail(&v, "invariant 1: root and height disagree", t->root, 0);
+  if (t->height > TALLY__MAX_HEIGHT)
+    return bt_fail(&v, "invariant 1: tree too deep", t->root, 0);
+  if (t->root != NULL) {
+    rc = bt_vnode(&v, t->root, 0, NULL, 0, NULL, 0, &count);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  if (count != t->count)
+    return bt_fail(&v, "invariant 6: header count differs from the root's",
+                   t->root, 0);
+  return TALLY_OK;
+}

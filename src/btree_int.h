@@ -51,6 +51,8 @@ struct tally__undo {
   tally__mem *mem;   /* allocator of the owning aggregate */
   void *recs;        /* record array (layout private to btree.c) */
   size_t n, cap;     /* records used / allocated */
+  unsigned char *bytes;     /* arena: bytes of items removed from leaves */
+  size_t nbytes, bytes_cap; /* arena bytes used / allocated */
 };
 
 /* Custom records let the layer above log its own changes (namespace map).
