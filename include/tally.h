@@ -616,7 +616,7 @@ TALLY_API int tally_agg_at_batch(const tally_agg *agg, const tally_query *q,
 /* --- cursors ------------------------------------------------------------- */
 
 /*
- * A cursor walks one namespace in both directions. Any write to the
+ * A cursor walks one namespace in both directions. Any write that changes the
  * aggregate invalidates it: later calls return TALLY_EINVAL (re-seek to
  * reuse it). Opening allocates; close with tally_cursor_close.
  */
@@ -631,6 +631,7 @@ typedef enum tally_rel {
 } tally_rel;
 
 /* tally_cursor_open - cursor over ns (NULL = no namespace), unpositioned.
+ * The cursor keeps a pointer to agg: close it before freeing agg.
  * TALLY_EINVAL, TALLY_ENOMEM. O(1). */
 TALLY_API int tally_cursor_open(const tally_agg *agg, const tally_bytes *ns,
                                 tally_cursor **out);
@@ -843,7 +844,10 @@ TALLY_API int tally_table_validate(const tally_table *t, char *msg,
  * All-or-nothing: without an open aggregate transaction it runs inside its
  * own (rolled back on failure); inside the caller's open transaction a
  * failure leaves part of the work in that transaction, which the caller
- * must roll back.
+ * must roll back. Rows are gathered in batches (up to 65536 rows / 4 MiB
+ * of keys) that are sorted before they are inserted. The transaction keeps
+ * an undo record of every insert until it ends: expect memory in
+ * proportion to the rows while it runs.
  * @param[in]  store  its scan_rows is required; table is passed to it.
  * @param[out] rows   (may be NULL) the number of rows scanned.
  * @return TALLY_OK; TALLY_EINVAL (NULL t/store/table, no scan_rows);

@@ -494,10 +494,11 @@ static unsigned bt_search(const tally__node *nd, unsigned lo,
     return lo;
   if (pr->kind == TALLY__EDGE_MAX)
     return n;
-  for (j = lo; j < n; j++) {
+  for (j = lo; j < n; j++)
     a += pf[j] < p;
-    b += pf[j] <= p;
-  }
+  /* Equal prefixes follow the smaller ones; usually there are none. */
+  for (b = a; b < n && pf[b] == p; b++)
+    ;
   while (a < b) {
     unsigned mid = a + (b - a) / 2;
     if (bt_before(nd, mid, pr))
@@ -515,8 +516,10 @@ static unsigned bt_child(const tally__node *nd, const bt_probe *pr) {
 }
 
 static int bt_entry_eq(const tally__node *nd, unsigned j, const void *key,
-                       size_t kl, const void *id, size_t il) {
+                       size_t kl, const void *id, size_t il, uint64_t pfx) {
   bt_ent e;
+  if (nd->pfx[j] != pfx)
+    return 0; /* no need to touch the heap */
   bt_decode(nd, j, &e);
   return bt_keycmp(nd, j, &e, key, kl, (size_t)-1) == 0 &&
          bt_cmp_bytes(e.id, e.idlen, id, il) == 0;
@@ -777,9 +780,25 @@ typedef struct bt_path {
   unsigned idx[TALLY__MAX_HEIGHT];    /* child taken (inner levels) */
 } bt_path;
 
+#if defined(__GNUC__) || defined(__clang__)
+#define BT_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define BT_PREFETCH(p) ((void)(p))
+#endif
+
+/* Ask for every line of a leaf a write will touch (arrays and heap) at
+ * once, so their misses overlap the search instead of following it. */
+static void nd_prefetch(const tally__node *nd, unsigned cap) {
+  const char *p = (const char *)nd, *end = p + nd_size(cap, 1);
+  for (; p < end; p += 64)
+    BT_PREFETCH(p);
+  for (p = (const char *)nd->heap, end = p + nd->hcap; p < end; p += 64)
+    BT_PREFETCH(p);
+}
+
 /* Descend to the leaf holding the edge; returns the leaf slot. */
 static unsigned bt_descend(const tally__tree *t, const bt_probe *pr,
-                           bt_path *ph) {
+                           bt_path *ph, int write) {
   tally__node *nd = t->root;
   unsigned l;
   for (l = 0; l + 1 < t->height; l++) {
@@ -788,6 +807,8 @@ static unsigned bt_descend(const tally__tree *t, const bt_probe *pr,
     ph->idx[l] = c;
     nd = nd->kid[c];
   }
+  if (write)
+    nd_prefetch(nd, t->cap);
   ph->nd[l] = nd;
   return bt_search(nd, 0, pr);
 }
@@ -910,9 +931,9 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
   edge.idlen = idlen;
   bt_probe_init(&pr, &edge);
   if (t->root != NULL) {
-    pos = bt_descend(t, &pr, &ph);
+    pos = bt_descend(t, &pr, &ph, 1);
     if (pos > 0 && bt_entry_eq(ph.nd[t->height - 1], pos - 1, key, klen, id,
-                               idlen))
+                               idlen, pr.p))
       return TALLY_EEXISTS;
   }
   if (tally__undo_reserve(&cx->undo, bt_worst(t)) != TALLY_OK)
@@ -1126,10 +1147,10 @@ int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
   edge.id = id;
   edge.idlen = idlen;
   bt_probe_init(&pr, &edge);
-  pos = bt_descend(t, &pr, &ph);
+  pos = bt_descend(t, &pr, &ph, 1);
   level = t->height - 1;
   x = ph.nd[level];
-  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen))
+  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen, pr.p))
     return TALLY_ENOTFOUND;
   pos--;
   old = x->sum[pos];
@@ -1208,9 +1229,9 @@ int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
   edge.id = id;
   edge.idlen = idlen;
   bt_probe_init(&pr, &edge);
-  pos = bt_descend(t, &pr, &ph);
+  pos = bt_descend(t, &pr, &ph, 1);
   x = ph.nd[t->height - 1];
-  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen))
+  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen, pr.p))
     return TALLY_ENOTFOUND;
   pos--;
   if (tally__undo_reserve(&cx->undo, t->height + 1) != TALLY_OK)
@@ -1257,9 +1278,9 @@ int tally__tree_find(const tally__tree *t, const void *key, size_t klen,
   edge.id = id;
   edge.idlen = idlen;
   bt_probe_init(&pr, &edge);
-  pos = bt_descend(t, &pr, &ph);
+  pos = bt_descend(t, &pr, &ph, 0);
   x = ph.nd[t->height - 1];
-  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen))
+  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen, pr.p))
     return TALLY_ENOTFOUND;
   if (sum != NULL)
     *sum = x->sum[pos - 1];

@@ -110,7 +110,8 @@ const mt_row *mt_find(const memtable *mt, const char *table, int64_t id);
 const mt_table *mt_table_get(const memtable *mt, const char *table);
 /* Number of rows in table (0 for an unknown table). */
 size_t mt_count(const memtable *mt, const char *table);
-/* Whether the tables of a and b hold exactly the same rows and next ids. */
+/* Whether the tables of a and b hold exactly the same rows (next ids are
+ * not compared: a real store may or may not reuse a rolled-back id). */
 bool mt_same(const memtable *a, const memtable *b);
 /* Deep copy of the tables of src into dst (dst gets no store/faults). Free
  * dst with mt_free. */

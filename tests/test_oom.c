@@ -165,11 +165,11 @@ static bool oo_pick(oo_state *S, oo_op *op) {
 }
 
 static void oo_gen_op(oo_state *S, oo_op *op, bool grow) {
-  uint64_t x = oo_below(S, 1000);
+  uint64_t x = oo_below(S, 2000);
   memset(op, 0, sizeof *op);
-  if (x < 6)
+  if (x < 4)
     op->kind = OO_CLEAR;
-  else if (x < 7)
+  else if (x < 5)
     op->kind = OO_CLEAR_ALL;
   else
     op->kind = grow ? (int)"\0\0\0\0\3\3\2\5\1\4"[oo_below(S, 10)]
@@ -341,7 +341,7 @@ static void oo_workload(unsigned node_size, long writes, uint64_t seed) {
   long target = 150, live_sum = 0;
   for (S->step = 0; S->step < writes; S->step++) {
     if (S->step % 500 == 0)
-      target = (long)oo_below(S, 400);
+      target = 100 + (long)oo_below(S, 600);
     bool and_after = oo_below(S, 4) == 0;
     if (!in_txn && oo_below(S, 40) == 0) {
       assert_int_equal(tm_dump(S->agg, &at_begin), TALLY_OK);

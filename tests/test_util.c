@@ -128,6 +128,14 @@ long tu_ops(long dflt) {
     if (v > 0)
       return v;
   }
+  s = getenv("TALLY_TEST_SCALE");
+  if (s != NULL && *s != '\0') {
+    double f = strtod(s, NULL);
+    if (f > 0) {
+      double v = (double)dflt * f;
+      return v < 1 ? 1 : (long)v;
+    }
+  }
   return dflt;
 }
 

@@ -55,7 +55,9 @@ double tu_rng_unit(tu_rng *r);
 
 /* TALLY_TEST_SEED if set, else dflt; printed so failures can be replayed. */
 uint64_t tu_seed(uint64_t dflt);
-/* TALLY_TEST_OPS if set (a positive integer), else dflt. */
+/* Operation count of a randomized test: TALLY_TEST_OPS if set (a positive
+ * integer, to replay one test), else dflt scaled by TALLY_TEST_SCALE (a
+ * positive factor: CI runs 0.05 under valgrind), else dflt. */
 long tu_ops(long dflt);
 
 /* Build an encoded key from an int64 / a string / a (string, int) tuple
