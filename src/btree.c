@@ -85,6 +85,21 @@ struct tally__tree {
   unsigned cap;      /* node size of the aggregate */
 };
 
+#if defined(__GNUC__) || defined(__clang__)
+#define BT_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define BT_PREFETCH(p) ((void)(p))
+#endif
+
+/* Ask for the lines a search of nd reads (header and pfx[]) before the
+ * header itself arrives: cap is known without touching the node, so the
+ * misses overlap instead of following each other. */
+static void nd_prefetch_search(const tally__node *nd, unsigned cap) {
+  const char *p = (const char *)nd, *end = (const char *)(nd->pfx + cap);
+  for (; p < end; p += 64)
+    BT_PREFETCH(p);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Undo records                                                              */
 /* ------------------------------------------------------------------------ */
@@ -487,15 +502,23 @@ static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
  * is binary searched with full comparisons. */
 static unsigned bt_search(const tally__node *nd, unsigned lo,
                           const bt_probe *pr) {
-  unsigned n = nd->n, a = lo, b = lo, j;
+  unsigned n = nd->n, a = lo, b, len;
   const uint64_t *pf = nd->pfx;
   uint64_t p = pr->p;
   if (pr->kind == TALLY__EDGE_MIN)
     return lo;
   if (pr->kind == TALLY__EDGE_MAX)
     return n;
-  for (j = lo; j < n; j++)
-    a += pf[j] < p;
+  /* Lower bound of p: the answer stays in [a, a + len]; the select below
+   * compiles to a conditional move, so the loop has no branch to miss. */
+  len = n - lo;
+  while (len > 1) {
+    unsigned half = len / 2;
+    a = pf[a + half - 1] < p ? a + half : a;
+    len -= half;
+  }
+  if (len == 1)
+    a += pf[a] < p;
   /* Equal prefixes follow the smaller ones; usually there are none. */
   for (b = a; b < n && pf[b] == p; b++)
     ;
@@ -780,12 +803,6 @@ typedef struct bt_path {
   unsigned idx[TALLY__MAX_HEIGHT];    /* child taken (inner levels) */
 } bt_path;
 
-#if defined(__GNUC__) || defined(__clang__)
-#define BT_PREFETCH(p) __builtin_prefetch(p)
-#else
-#define BT_PREFETCH(p) ((void)(p))
-#endif
-
 /* Ask for every line of a leaf a write will touch (arrays and heap) at
  * once, so their misses overlap the search instead of following it. */
 static void nd_prefetch(const tally__node *nd, unsigned cap) {
@@ -806,6 +823,7 @@ static unsigned bt_descend(const tally__tree *t, const bt_probe *pr,
     ph->nd[l] = nd;
     ph->idx[l] = c;
     nd = nd->kid[c];
+    nd_prefetch_search(nd, t->cap);
   }
   if (write)
     nd_prefetch(nd, t->cap);
@@ -1294,19 +1312,25 @@ uint64_t tally__tree_rank(const tally__tree *t, const tally__edge *e) {
   unsigned l, i;
   if (nd == NULL)
     return 0;
+  /* The ends need no descent. */
+  if (e->kind == TALLY__EDGE_MIN)
+    return 0;
+  if (e->kind == TALLY__EDGE_MAX)
+    return t->count;
   bt_probe_init(&pr, e);
   for (l = 1; l < t->height; l++) {
     unsigned c = bt_child(nd, &pr);
     for (i = 0; i < c; i++)
       r += nd->cnt[i];
     nd = nd->kid[c];
+    nd_prefetch_search(nd, t->cap);
   }
   return r + bt_search(nd, 0, &pr);
 }
 
 /* Items of the subtree not before the edge (tail) or before it (head). */
-static void bt_side(const tally__node *nd, const bt_probe *pr, int tail,
-                    uint64_t *count, double *sum) {
+static void bt_side(const tally__node *nd, unsigned cap, const bt_probe *pr,
+                    int tail, uint64_t *count, double *sum) {
   uint64_t cn = 0;
   double s = 0.0;
   unsigned i;
@@ -1318,6 +1342,7 @@ static void bt_side(const tally__node *nd, const bt_probe *pr, int tail,
       s += nd->sum[i];
     }
     nd = nd->kid[c];
+    nd_prefetch_search(nd, cap);
   }
   {
     unsigned pos = bt_search(nd, 0, pr);
@@ -1351,14 +1376,17 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
       return;
     if (a == b) {
       nd = nd->kid[a];
+      nd_prefetch_search(nd, t->cap);
       continue;
     }
     for (i = a + 1; i < b; i++) {
       cn += nd->cnt[i];
       s += nd->sum[i];
     }
-    bt_side(nd->kid[a], &pl, 1, &cn, &s);
-    bt_side(nd->kid[b], &ph, 0, &cn, &s);
+    nd_prefetch_search(nd->kid[a], t->cap);
+    nd_prefetch_search(nd->kid[b], t->cap);
+    bt_side(nd->kid[a], t->cap, &pl, 1, &cn, &s);
+    bt_side(nd->kid[b], t->cap, &ph, 0, &cn, &s);
     *count = cn;
     *sum = s;
     return;
@@ -1374,12 +1402,15 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
   }
 }
 
-/* Leaf and slot of the item of this rank (rank < count), with the path. */
+/* Leaf and slot of the item of this rank (rank < count), with the path.
+ * Every child is asked for before it is read: an inner child's header and
+ * counts, or, for the leaf, the header and the lines holding the slot's
+ * pfx, sum and offset. Only the heap line then follows on its own. */
 static const tally__node *bt_select(const tally__tree *t, uint64_t rank,
                                     unsigned *slot, tally__iter *it) {
   const tally__node *nd = t->root;
-  unsigned l = 0;
-  while (!nd->leaf) {
+  unsigned l = 0, cap = t->cap, h = t->height;
+  while (l + 1 < h) {
     unsigned i = 0;
     while (rank >= nd->cnt[i]) {
       rank -= nd->cnt[i];
@@ -1391,6 +1422,19 @@ static const tally__node *bt_select(const tally__tree *t, uint64_t rank,
     }
     l++;
     nd = nd->kid[i];
+    if (l + 1 < h) {
+      const uint64_t *p = nd->pfx + 2 * (size_t)cap; /* cnt[] (nd_wire) */
+      unsigned j;
+      BT_PREFETCH(nd);
+      for (j = 0; j < cap; j += 8)
+        BT_PREFETCH(p + j);
+    } else {
+      BT_PREFETCH(nd);
+      BT_PREFETCH(nd->pfx + rank);
+      BT_PREFETCH(nd->pfx + cap + rank); /* sum[rank] (nd_wire) */
+      BT_PREFETCH((const uint32_t *)(const void *)(nd->pfx + 2 * (size_t)cap) +
+                  rank); /* off[rank] */
+    }
   }
   if (it != NULL) {
     it->path[l].node = nd;

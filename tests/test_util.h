@@ -57,7 +57,7 @@ double tu_rng_unit(tu_rng *r);
 uint64_t tu_seed(uint64_t dflt);
 /* Operation count of a randomized test: TALLY_TEST_OPS if set (a positive
  * integer, to replay one test), else dflt scaled by TALLY_TEST_SCALE (a
- * positive factor: CI runs 0.05 under valgrind), else dflt. */
+ * positive factor: CI runs 0.2 under valgrind), else dflt. */
 long tu_ops(long dflt);
 
 /* Build an encoded key from an int64 / a string / a (string, int) tuple
