@@ -31,7 +31,9 @@
  *     the map are freed only when their undo record is released (commit),
  *     so rollback can put the very same entry back.
  *  4. Outside a transaction the undo log is empty; inside one it holds
- *     exactly the records of the transaction's successful writes.
+ *     exactly the records of the transaction's successful writes, less
+ *     those released early for trees created in the transaction (see
+ *     agg_born_in_txn).
  *  5. version grows on every write that reached the trees and on every
  *     rollback; cursors positioned under an older version refuse to move.
  */
@@ -44,6 +46,7 @@
 /* One named namespace: a copy of its bytes and its tree. */
 typedef struct agg_ns {
   tally__tree *tree;     /* never NULL, never empty (invariant 2) */
+  uint64_t born;         /* txn serial the tree was created in; 0 outside */
   size_t len;            /* namespace length in bytes */
   unsigned char bytes[]; /* namespace bytes (encoded key) */
 } agg_ns;
@@ -56,6 +59,8 @@ struct tally_agg {
   size_t cap;         /* entries allocated; never shrinks (invariant 3) */
   bool in_txn;        /* a transaction is open */
   uint64_t version;   /* bumped by writes and rollbacks (invariant 5) */
+  uint64_t txn;       /* serial of the open (or last) transaction */
+  uint64_t none_born; /* txn serial none was created in; 0 outside */
 };
 
 struct tally_cursor {
@@ -154,6 +159,34 @@ static tally__tree *agg_tree(const tally_agg *agg, const tally_bytes *ns) {
   return agg_map_find(agg, *ns, &at) ? agg->map[at]->tree : NULL;
 }
 
+/*
+ * Whether the tree of ns was created in the open transaction. Then its
+ * "new tree" record frees it whole on rollback, and the writes that only
+ * change its items need no records of their own: they are released right
+ * after they succeed (tally__undo_release_since), which keeps a long
+ * transaction that fills a new namespace (a backfill) from piling up
+ * records. Every write to such a tree does so, including the one that
+ * created it, so no record ever refers to its nodes.
+ */
+static bool agg_born_in_txn(const tally_agg *agg, const tally_bytes *ns) {
+  size_t at;
+  if (!agg->in_txn)
+    return false;
+  if (ns == NULL)
+    return agg->none != NULL && agg->none_born == agg->txn;
+  return agg_map_find(agg, *ns, &at) && agg->map[at]->born == agg->txn;
+}
+
+/* A write to the tree of ns that keeps its records: from now on this
+ * transaction must keep the records of every write to that tree. */
+static void agg_taint(tally_agg *agg, const tally_bytes *ns) {
+  size_t at;
+  if (ns == NULL)
+    agg->none_born = 0;
+  else if (agg_map_find(agg, *ns, &at))
+    agg->map[at]->born = 0;
+}
+
 static void agg_map_put(tally_agg *agg, size_t at, agg_ns *e) {
   TALLY_ASSERT(agg->n < agg->cap && at <= agg->n);
   memmove(agg->map + at + 1, agg->map + at, (agg->n - at) * sizeof *agg->map);
@@ -197,11 +230,12 @@ static void agg_release_map_take(void *owner, void *p, uint64_t u) {
   tally__free(&agg->cx.mem, p);
 }
 
-/* Undo of "none changed": restore the previous pointer, kept in p. */
+/* Undo of "none changed": restore the previous pointer, kept in p, and
+ * its birth serial, kept in u. */
 static void agg_undo_none(void *owner, void *p, uint64_t u) {
   tally_agg *agg = owner;
-  (void)u;
   agg->none = p;
+  agg->none_born = u;
 }
 
 /*
@@ -225,10 +259,12 @@ static int agg_tree_for_write(tally_agg *agg, const tally_bytes *ns,
     if (rc != TALLY_OK)
       return rc;
     rc = tally__undo_push_custom(&agg->cx.undo, agg_undo_none,
-                                 agg_undo_nothing, agg, NULL, 0);
+                                 agg_undo_nothing, agg, NULL,
+                                 agg->none_born);
     if (rc != TALLY_OK)
       return rc; /* the "new tree" record frees t on rollback */
     agg->none = t;
+    agg->none_born = agg->in_txn ? agg->txn : 0;
     *out = t;
     return TALLY_OK;
   }
@@ -262,6 +298,7 @@ static int agg_tree_for_write(tally_agg *agg, const tally_bytes *ns,
     return rc;
   }
   e->tree = t;
+  e->born = agg->in_txn ? agg->txn : 0;
   rc = tally__undo_push_custom(&agg->cx.undo, agg_undo_map_put,
                                agg_undo_nothing, agg, e, at);
   if (rc != TALLY_OK) {
@@ -285,7 +322,7 @@ static int agg_drop(tally_agg *agg, const tally_bytes *ns, tally__tree *t) {
     return rc;
   if (ns == NULL) {
     rc = tally__undo_push_custom(&agg->cx.undo, agg_undo_none,
-                                 agg_undo_nothing, agg, t, 0);
+                                 agg_undo_nothing, agg, t, agg->none_born);
     if (rc == TALLY_OK)
       agg->none = NULL;
     return rc;
@@ -405,9 +442,13 @@ int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
    * namespace created for nothing is rolled back with the mark. */
   mark = tally__undo_mark(&agg->cx.undo);
   rc = agg_tree_for_write(agg, ns, true, &t);
-  if (rc == TALLY_OK)
+  if (rc == TALLY_OK) {
+    size_t tmark = tally__undo_mark(&agg->cx.undo);
     rc = tally__tree_insert(&agg->cx, t, agg_data(key), key.len, agg_data(id),
                             id.len, sum);
+    if (rc == TALLY_OK && agg_born_in_txn(agg, ns))
+      tally__undo_release_since(&agg->cx.undo, tmark);
+  }
   return agg_finish(agg, mark, rc);
 }
 
@@ -428,8 +469,13 @@ int tally_agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
   mark = tally__undo_mark(&agg->cx.undo);
   rc = tally__tree_delete(&agg->cx, t, agg_data(key), key.len, agg_data(id),
                           id.len, NULL);
-  if (rc == TALLY_OK)
+  if (rc == TALLY_OK && tally__tree_count(t) > 0) {
+    /* No namespace to drop; see agg_born_in_txn */
+    if (agg_born_in_txn(agg, ns))
+      tally__undo_release_since(&agg->cx.undo, mark);
+  } else if (rc == TALLY_OK) {
     rc = agg_drop_if_empty(agg, ns);
+  }
   return agg_finish(agg, mark, rc);
 }
 
@@ -514,6 +560,9 @@ static int agg_move(tally_agg *agg, const tally_bytes *old_ns,
     if (rc == TALLY_OK)
       rc = agg_drop_if_empty(agg, old_ns);
   }
+  /* these writes keep their records (see agg_born_in_txn) */
+  agg_taint(agg, old_ns);
+  agg_taint(agg, new_ns);
   rc = agg_finish(agg, mark, rc);
   if (rc == TALLY_OK && changed != NULL)
     *changed = true;
@@ -607,6 +656,7 @@ int tally_agg_begin(tally_agg *agg) {
   if (agg->in_txn)
     return TALLY_EBADTXN;
   agg->in_txn = true;
+  agg->txn++;
   return TALLY_OK;
 }
 

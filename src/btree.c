@@ -6,28 +6,42 @@
  * pointer, the number of items below it and the sum of their sums, so rank,
  * select and range count/sum add up one small array per level.
  *
- * One node = one allocation (header + arrays) + one byte heap:
+ * One node = one allocation: header, arrays, then an inline byte heap.
+ * A node whose entries outgrow the inline heap moves them once to a heap
+ * block of its own (ext = 1), which then grows by half; the inline bytes
+ * stay unused until the node is freed. New nodes get an inline heap sized
+ * for a full node of entries like those of the node they split from, so
+ * spilling is rare, and what one item needs (pfx, sum, off, entry bytes)
+ * sits in one block: its lines can all be asked for at once.
  *
- *   tally__node                                 heap (hcap bytes)
- *   +--------------------+                      +-----------------------+
- *   | heap, hcap, n, leaf|--------------------->| e0 | e1 | e2 | ... |  |
- *   | pfx[cap]   u64 BE  |  first 8 key bytes   +-----------------------+
- *   | sum[cap]   double  |  item / subtree sum   ^off[0] ^off[1] ^off[n]
+ *   tally__node (one block)
+ *   +--------------------+
+ *   | heap, hcap, icap,  |  heap points at the inline heap below, or at
+ *   | n, leaf, ext       |  a separate block when ext
+ *   | pfx[cap]   u64 BE  |  first 8 key bytes
+ *   | sum[cap]   double  |  item / subtree sum
  *   | cnt[cap]   u64     |  inner only: items below child i
  *   | kid[cap]   node*   |  inner only
  *   | off[cap+1] u32     |  entry i = heap[off[i] .. off[i+1])
+ *   | inline heap (icap) |  | e0 | e1 | e2 | ... |    (free) |
  *   +--------------------+
  *
  *   entry bytes = varint(klen) | key[8..klen) | id      (key[0..8) is pfx)
+ *
+ * The array offsets are fixed by cap, so a descent asks for a child's
+ * lines (header, pfx, off, the start of the inline heap, or the slot a
+ * select wants) before it reads the child's header: the misses of one
+ * node overlap instead of following each other.
  *
  * Entry i of a leaf is item i. Entry i >= 1 of an inner node is the
  * separator in front of child i: a full (key, id) with
  *   every item below child i-1  <  separator i  <=  every item below child i.
  * Entry 0 of an inner node is empty (zero bytes, pfx 0).
  *
- * Node search counts, without branches, how many pfx[j] are < and <= the
- * probe's prefix (a smaller prefix means a smaller key); only the entries
- * whose prefix ties are compared in full, by binary search.
+ * Node search binary-searches pfx[] for the probe's prefix (a smaller
+ * prefix means a smaller key) with a conditional move instead of a branch;
+ * only the entries whose prefix ties are compared in full, by binary
+ * search.
  *
  * Invariants (tally__tree_validate checks them and cites the numbers):
  *  1. All leaves are at depth height-1 (height 0 <=> the tree is empty and
@@ -44,18 +58,24 @@
  *  6. The tree header's count equals the number of items below the root.
  *  7. pfx/off/heap agree: off[0] = 0, offsets non-decreasing, off[n] <=
  *     hcap, each entry parses (klen <= TALLY_KEY_MAX, id <= TALLY_ID_MAX),
- *     pfx bytes past klen are zero, inner entry 0 is empty with pfx 0.
+ *     pfx bytes past klen are zero, inner entry 0 is empty with pfx 0; a
+ *     node that is not ext has heap = its inline heap and hcap = icap.
  *
  * Undo: every change is logged in cx->undo before it happens. Cheap records
  * cover the common path (an item put into or taken out of a leaf that stays
  * within its fill limits, a sum change, a cached child count/sum change, the
  * tree header). Structural changes (split, borrow, merge, root change) take
- * an image of each node first: a byte copy of the node and of its heap.
- * Restoring an image copies it back over the node at the same address, so
- * every pointer to the node stays right. Nodes dropped are kept alive by a
- * record until commit; rollback never allocates. Heap capacity only grows
- * except while an image of the node exists, so a removed item always fits
- * back.
+ * an image of each node first: a byte copy of the node's block (up to the
+ * used part of an inline heap) and of a separate heap. Restoring an image
+ * copies it back over the node at the same address, so every pointer to
+ * the node (and to its inline heap) stays right. Nodes dropped are kept
+ * alive by a record until commit; rollback never allocates. Heap capacity
+ * only grows except while an image of the node exists, so a removed item
+ * always fits back.
+ *
+ * Leaves that fall below half even out with a sibling that can spare
+ * entries (moving half the difference), so that the next deletes do not
+ * come straight back; inner nodes rotate one entry.
  */
 #include <stdio.h>
 #include <string.h>
@@ -66,14 +86,17 @@
 #define BT_ENTRY_MAX (2 + TALLY_KEY_MAX + TALLY_ID_MAX)
 
 struct tally__node {
-  unsigned char *heap; /* entry bytes, hcap bytes, never NULL */
+  unsigned char *heap; /* entry bytes, hcap bytes: the node's own tail, or
+                          a block of its own once it outgrew that (ext) */
   double *sum;         /* [cap] item sum (leaf) / subtree sum (inner) */
   uint64_t *cnt;       /* [cap] items below child i; NULL in leaves */
   tally__node **kid;   /* [cap] children; NULL in leaves */
   uint32_t *off;       /* [cap+1] entry i = heap[off[i] .. off[i+1]) */
   uint32_t hcap;       /* heap capacity in bytes */
+  uint32_t icap;       /* bytes of the inline heap at the block's tail */
   uint16_t n;          /* entries in use */
-  uint16_t leaf;       /* 1 for a leaf, 0 for an inner node */
+  uint8_t leaf;        /* 1 for a leaf, 0 for an inner node */
+  uint8_t ext;         /* 1 when heap is a separate block */
   uint64_t pfx[];      /* [cap] first 8 key bytes, big-endian, 0-padded */
 };
 
@@ -84,21 +107,6 @@ struct tally__tree {
   unsigned height;   /* levels; 0 when empty, 1 = root is a leaf */
   unsigned cap;      /* node size of the aggregate */
 };
-
-#if defined(__GNUC__) || defined(__clang__)
-#define BT_PREFETCH(p) __builtin_prefetch(p)
-#else
-#define BT_PREFETCH(p) ((void)(p))
-#endif
-
-/* Ask for the lines a search of nd reads (header and pfx[]) before the
- * header itself arrives: cap is known without touching the node, so the
- * misses overlap instead of following each other. */
-static void nd_prefetch_search(const tally__node *nd, unsigned cap) {
-  const char *p = (const char *)nd, *end = (const char *)(nd->pfx + cap);
-  for (; p < end; p += 64)
-    BT_PREFETCH(p);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Undo records                                                              */
@@ -128,7 +136,11 @@ typedef struct undo_rec {
     struct { uint64_t pfx; double sum; size_t at; size_t len; } del;
     struct { uint64_t cnt; double sum; } kid;
     struct { tally__node *root; uint64_t count; unsigned height; } hdr;
-    struct { tally__node *img; unsigned char *heap; } img;
+    struct {
+      tally__node *img;    /* block bytes [0, len) of the node */
+      unsigned char *heap; /* copy of a separate heap; NULL if inline */
+      size_t len;
+    } img;
     unsigned height; /* UR_SUBTREE */
     double sum;      /* UR_LEAF_SUM */
     struct {
@@ -168,10 +180,68 @@ static void nd_wire(tally__node *nd, unsigned cap, int leaf) {
   nd->off = (uint32_t *)(void *)p;
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define BT_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define BT_PREFETCH(p) ((void)(p))
+#endif
+
+/* Ask for the lines a search of nd reads (header and pfx[]) before the
+ * header itself arrives: cap is known without touching the node, so the
+ * misses overlap instead of following each other. */
+static void nd_prefetch_search(const tally__node *nd, unsigned cap) {
+  const char *p = (const char *)nd, *end = (const char *)(nd->pfx + cap);
+  for (; p < end; p += 64)
+    BT_PREFETCH(p);
+}
+
+/* Bytes of a leaf's inline heap to ask for before knowing which entry a
+ * tie on the prefix will need (its size is in the header, not yet here):
+ * enough for typical short entries (a 9-byte key and an 8-byte id take
+ * 10 bytes). Lines past the block are harmless to prefetch. */
+#define BT_HEAP_AHEAD(cap) ((size_t)(cap) * 10u)
+
+/* Every line of a node a range reads (all arrays: the sums too), and for
+ * a leaf the start of its inline heap. Inner nodes too: with a million
+ * items their level above the leaves no longer fits in L2, and asking
+ * for header and pfx[] alone measured 40% slower. */
+static void nd_prefetch_whole(const tally__node *nd, unsigned cap, int leaf) {
+  const char *p = (const char *)nd;
+  const char *end = p + nd_size(cap, leaf) + (leaf ? BT_HEAP_AHEAD(cap) : 0);
+  for (; p < end; p += 64)
+    BT_PREFETCH(p);
+}
+/* The same for an inner node a rank is about to read: its header, pfx[],
+ * cnt[] and kid[] lines (nd_wire's layout; sum[] is skipped). */
+static void nd_prefetch_inner(const tally__node *nd, unsigned cap) {
+  const uint64_t *p = nd->pfx + 2 * (size_t)cap;
+  unsigned j;
+  nd_prefetch_search(nd, cap);
+  for (j = 0; j < 2 * cap; j += 8)
+    BT_PREFETCH(p + j);
+}
+
+/* The same for a leaf, adding its off[] lines (nd_wire's layout), which a
+ * tie on the prefix needs to find the entry's bytes. */
+static void nd_prefetch_leaf(const tally__node *nd, unsigned cap) {
+  const char *p = (const char *)(nd->pfx + 2 * (size_t)cap);
+  const char *end =
+      p + ((size_t)cap + 1) * sizeof(uint32_t) + BT_HEAP_AHEAD(cap);
+  nd_prefetch_search(nd, cap);
+  for (; p < end; p += 64)
+    BT_PREFETCH(p);
+}
+
+/* Where the inline heap of a node starts: right after off[cap]. */
+static unsigned char *nd_inline(const tally__node *nd, unsigned cap) {
+  return (unsigned char *)nd + nd_size(cap, nd->leaf);
+}
+
 static void nd_free(const tally__mem *m, tally__node *nd) {
   if (nd == NULL)
     return;
-  tally__free(m, nd->heap);
+  if (nd->ext)
+    tally__free(m, nd->heap);
   tally__free(m, nd);
 }
 
@@ -188,7 +258,8 @@ static void nd_free_subtree(const tally__mem *m, tally__node *nd,
 
 static size_t nd_bytes_subtree(const tally__node *nd, unsigned height,
                                unsigned cap) {
-  size_t s = nd_size(cap, height == 1) + nd->hcap;
+  size_t s = nd_size(cap, height == 1) + nd->icap +
+             (nd->ext ? nd->hcap : 0u);
   unsigned i;
   if (height > 1)
     for (i = 0; i < nd->n; i++)
@@ -196,10 +267,12 @@ static size_t nd_bytes_subtree(const tally__node *nd, unsigned height,
   return s;
 }
 
-/* Make room for extra more heap bytes, growing by half at least, so that
- * a run of inserts costs amortised O(1) reallocations. */
+/* Make room for extra more heap bytes. A node that outgrows its inline
+ * heap moves its entries to a block of their own (once: it never moves
+ * back), which then grows by half at least, so that a run of inserts costs
+ * amortised O(1) reallocations. */
 static int nd_reserve(const tally__mem *m, tally__node *nd, size_t extra) {
-  size_t need = (size_t)nd->off[nd->n] + extra, nc;
+  size_t used = nd->off[nd->n], need = used + extra, nc;
   unsigned char *p;
   if (need <= nd->hcap)
     return TALLY_OK;
@@ -208,29 +281,24 @@ static int nd_reserve(const tally__mem *m, tally__node *nd, size_t extra) {
     nc = need;
   if (nc < 32)
     nc = 32;
-  p = tally__realloc(m, nd->heap, nc);
+  if (nd->ext) {
+    p = tally__realloc(m, nd->heap, nc);
+  } else {
+    p = tally__malloc(m, nc);
+    if (p != NULL && used)
+      memcpy(p, nd->heap, used);
+  }
   if (p == NULL)
     return TALLY_ENOMEM;
   nd->heap = p;
   nd->hcap = (uint32_t)nc;
+  nd->ext = 1;
   return TALLY_OK;
 }
 
-static uint64_t nd_count(const tally__node *nd) {
-  uint64_t c = 0;
-  unsigned i;
-  if (nd->leaf)
-    return nd->n;
-  for (i = 0; i < nd->n; i++)
-    c += nd->cnt[i];
-  return c;
-}
-
-/* The total of a node's sum[] array. Four accumulators break the chain of
- * dependent additions; the order is fixed, so the result depends only on
- * the array (invariant 5 compares it exactly). */
-static double bt_total(const double *a, unsigned n) {
-  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+/* Sum of n child counts (four chains, like bt_total). */
+static uint64_t bt_cnt_sum(const uint64_t *a, unsigned n) {
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   unsigned j = 0;
   for (; j + 4 <= n; j += 4) {
     s0 += a[j];
@@ -241,6 +309,25 @@ static double bt_total(const double *a, unsigned n) {
   for (; j < n; j++)
     s0 += a[j];
   return (s0 + s1) + (s2 + s3);
+}
+
+static uint64_t nd_count(const tally__node *nd) {
+  return nd->leaf ? nd->n : bt_cnt_sum(nd->cnt, nd->n);
+}
+
+/* The total of a node's sum[] array. Eight accumulators (lanes j mod 8)
+ * break the chain of dependent additions (a fixup runs one total per level,
+ * each waiting for the one below); the order is fixed, so the result
+ * depends only on the array (invariant 5 compares it exactly). */
+static double bt_total(const double *a, unsigned n) {
+  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  unsigned j = 0, k;
+  for (; j + 8 <= n; j += 8)
+    for (k = 0; k < 8; k++)
+      s[k] += a[j + k];
+  for (k = 0; j < n; j++, k++)
+    s[k] += a[j];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 static double nd_total(const tally__node *nd) {
@@ -340,6 +427,48 @@ static void nd_move_tail(tally__node *dst, tally__node *src, unsigned s) {
     dst->off[dn + i] = base + (src->off[s + i] - from);
   dst->n = (uint16_t)(dn + k);
   src->n = (uint16_t)s;
+}
+
+/* Move the first k entries of leaf s to the end of leaf x, which has room
+ * for them (entries and heap). */
+static void nd_leaf_take_front(tally__node *x, tally__node *s, unsigned k) {
+  unsigned xn = x->n, sn = s->n, i;
+  uint32_t bytes = s->off[k], base = x->off[xn], rest = s->off[sn] - bytes;
+  memcpy(x->pfx + xn, s->pfx, k * sizeof *x->pfx);
+  memcpy(x->sum + xn, s->sum, k * sizeof *x->sum);
+  if (bytes)
+    memcpy(x->heap + base, s->heap, bytes);
+  for (i = 1; i <= k; i++)
+    x->off[xn + i] = base + s->off[i];
+  x->n = (uint16_t)(xn + k);
+  memmove(s->pfx, s->pfx + k, (sn - k) * sizeof *s->pfx);
+  memmove(s->sum, s->sum + k, (sn - k) * sizeof *s->sum);
+  if (rest)
+    memmove(s->heap, s->heap + bytes, rest);
+  for (i = 0; i <= sn - k; i++)
+    s->off[i] = s->off[i + k] - bytes;
+  s->n = (uint16_t)(sn - k);
+}
+
+/* Move the last k entries of leaf s to the front of leaf x, which has room
+ * for them (entries and heap). */
+static void nd_leaf_take_back(tally__node *x, tally__node *s, unsigned k) {
+  unsigned xn = x->n, from = s->n - k, i;
+  uint32_t a = s->off[from], bytes = s->off[s->n] - a, used = x->off[xn];
+  if (used)
+    memmove(x->heap + bytes, x->heap, used);
+  if (bytes)
+    memcpy(x->heap, s->heap + a, bytes);
+  memmove(x->pfx + k, x->pfx, xn * sizeof *x->pfx);
+  memmove(x->sum + k, x->sum, xn * sizeof *x->sum);
+  memcpy(x->pfx, s->pfx + from, k * sizeof *x->pfx);
+  memcpy(x->sum, s->sum + from, k * sizeof *x->sum);
+  for (i = xn + 1; i-- > 0;)
+    x->off[i + k] = x->off[i] + bytes;
+  for (i = 0; i < k; i++)
+    x->off[i] = s->off[from + i] - a;
+  x->n = (uint16_t)(xn + k);
+  s->n = (uint16_t)from;
 }
 
 /* Copy entry i's bytes out (for moving it while heaps may move). */
@@ -670,9 +799,13 @@ static void undo_one(tally__undo *u, undo_rec *r) {
     r->t->count = r->u.hdr.count;
     break;
   case UR_IMAGE:
-    tally__free(u->mem, nd->heap);
-    memcpy(nd, r->u.img.img, nd_size(r->t->cap, r->u.img.img->leaf));
-    nd->heap = r->u.img.heap;
+    /* Same address: the inline heap pointer in the image is still right;
+     * a separate heap is replaced by the copy (with the old capacity). */
+    if (nd->ext)
+      tally__free(u->mem, nd->heap);
+    memcpy(nd, r->u.img.img, r->u.img.len);
+    if (nd->ext)
+      nd->heap = r->u.img.heap;
     tally__free(u->mem, r->u.img.img);
     break;
   case UR_NEW_NODE:
@@ -698,12 +831,20 @@ void tally__undo_rollback(tally__undo *u, size_t mark) {
   }
 }
 
-void tally__undo_commit(tally__undo *u) {
+/* Make the records above mark permanent, oldest first: free what they kept
+ * for rollback, drop the rest, give back the arena bytes they saved. */
+static void undo_release(tally__undo *u, size_t mark) {
   undo_rec *recs = u->recs;
-  size_t i;
-  for (i = 0; i < u->n; i++) {
+  size_t i, nb = u->nbytes;
+  for (i = mark; i < u->n; i++) {
     undo_rec *r = &recs[i];
     switch (r->kind) {
+    case UR_LEAF_DEL:
+      /* the first one above mark saved its bytes where the arena was at
+       * mark */
+      if (r->u.del.at < nb)
+        nb = r->u.del.at;
+      break;
     case UR_IMAGE:
       tally__free(u->mem, r->u.img.img);
       tally__free(u->mem, r->u.img.heap);
@@ -725,8 +866,18 @@ void tally__undo_commit(tally__undo *u) {
       break;
     }
   }
-  u->n = 0;
+  u->n = mark;
+  u->nbytes = nb;
+}
+
+void tally__undo_commit(tally__undo *u) {
+  undo_release(u, 0);
   u->nbytes = 0;
+}
+
+void tally__undo_release_since(tally__undo *u, size_t mark) {
+  TALLY_ASSERT(mark <= u->n);
+  undo_release(u, mark);
 }
 
 /* Log the tree header before it changes. */
@@ -740,13 +891,16 @@ static int bt_log_hdr(tally__undo *u, tally__tree *t) {
   return TALLY_OK;
 }
 
-/* Take an image of nd before a structural change. */
+/* Take an image of nd before a structural change: the block up to the
+ * used part of an inline heap, or the block and a copy of its separate
+ * heap (same capacity, so that rollback restores hcap truthfully). */
 static int bt_image(tally__ctx *cx, tally__tree *t, tally__node *nd) {
-  size_t sz = nd_size(t->cap, nd->leaf);
+  size_t used = nd->off[nd->n];
+  size_t sz = nd_size(t->cap, nd->leaf) + (nd->ext ? 0u : used);
   tally__node *img = tally__malloc(&cx->mem, sz);
-  unsigned char *hp = tally__malloc(&cx->mem, nd->hcap);
+  unsigned char *hp = nd->ext ? tally__malloc(&cx->mem, nd->hcap) : NULL;
   undo_rec *r;
-  if (img == NULL || hp == NULL) {
+  if (img == NULL || (nd->ext && hp == NULL)) {
     tally__free(&cx->mem, img);
     tally__free(&cx->mem, hp);
     return TALLY_ENOMEM;
@@ -758,35 +912,44 @@ static int bt_image(tally__ctx *cx, tally__tree *t, tally__node *nd) {
     return TALLY_ENOMEM;
   }
   memcpy(img, nd, sz);
-  if (nd->off[nd->n])
-    memcpy(hp, nd->heap, nd->off[nd->n]);
+  if (nd->ext && used)
+    memcpy(hp, nd->heap, used);
   r->u.img.img = img;
   r->u.img.heap = hp;
+  r->u.img.len = sz;
   return TALLY_OK;
 }
 
-/* Allocate an empty node with hcap heap bytes and log it as new. */
-static int bt_new_node(tally__ctx *cx, tally__tree *t, int leaf, size_t hcap,
+/* Allocate an empty node with an inline heap of icap bytes (rounded up to
+ * 8, at least 32) and log it as new. */
+static int bt_new_node(tally__ctx *cx, tally__tree *t, int leaf, size_t icap,
                        tally__node **out) {
-  tally__node *nd = tally__malloc(&cx->mem, nd_size(t->cap, leaf));
-  unsigned char *hp;
-  if (hcap < 32)
-    hcap = 32;
-  hp = tally__malloc(&cx->mem, hcap);
-  if (nd == NULL || hp == NULL ||
-      undo_push(&cx->undo, UR_NEW_NODE, t, nd, 0) == NULL) {
+  tally__node *nd;
+  icap = icap < 32 ? 32 : (icap + 7) & ~(size_t)7;
+  nd = tally__malloc(&cx->mem, nd_size(t->cap, leaf) + icap);
+  if (nd == NULL || undo_push(&cx->undo, UR_NEW_NODE, t, nd, 0) == NULL) {
     tally__free(&cx->mem, nd);
-    tally__free(&cx->mem, hp);
     return TALLY_ENOMEM;
   }
   nd_wire(nd, t->cap, leaf);
-  nd->heap = hp;
-  nd->hcap = (uint32_t)hcap;
+  nd->leaf = (uint8_t)leaf;
+  nd->ext = 0;
+  nd->heap = nd_inline(nd, t->cap);
+  nd->hcap = nd->icap = (uint32_t)icap;
   nd->n = 0;
-  nd->leaf = (uint16_t)leaf;
   nd->off[0] = 0;
   *out = nd;
   return TALLY_OK;
+}
+
+/* Inline heap for a node split off x while e_len more bytes arrive: room
+ * for a full node of entries of x's average length (so that it rarely
+ * outgrows it), and at least for what the split moves into it. */
+static size_t bt_split_icap(const tally__node *x, unsigned cap,
+                            size_t e_len) {
+  size_t used = x->off[x->n], avg = (used + e_len + x->n) / (x->n + 1u);
+  size_t want = avg * cap;
+  return want < used + e_len ? used + e_len : want;
 }
 
 static int bt_retire(tally__ctx *cx, tally__tree *t, tally__node *nd) {
@@ -803,13 +966,10 @@ typedef struct bt_path {
   unsigned idx[TALLY__MAX_HEIGHT];    /* child taken (inner levels) */
 } bt_path;
 
-/* Ask for every line of a leaf a write will touch (arrays and heap) at
- * once, so their misses overlap the search instead of following it. */
-static void nd_prefetch(const tally__node *nd, unsigned cap) {
-  const char *p = (const char *)nd, *end = p + nd_size(cap, 1);
+/* A separate heap is only known once the header is in: ask for it then. */
+static void nd_prefetch_heap(const tally__node *nd) {
+  const char *p = (const char *)nd->heap, *end = p + nd->off[nd->n];
   for (; p < end; p += 64)
-    BT_PREFETCH(p);
-  for (p = (const char *)nd->heap, end = p + nd->hcap; p < end; p += 64)
     BT_PREFETCH(p);
 }
 
@@ -823,10 +983,24 @@ static unsigned bt_descend(const tally__tree *t, const bt_probe *pr,
     ph->nd[l] = nd;
     ph->idx[l] = c;
     nd = nd->kid[c];
-    nd_prefetch_search(nd, t->cap);
+    if (l + 2 < t->height) {
+      /* a write's fixup rewrites sum[] and cnt[] on the way back up */
+      if (write)
+        nd_prefetch_whole(nd, t->cap, 0);
+      else
+        nd_prefetch_inner(nd, t->cap);
+    } else {
+      /* What the search needs first, then the sums a write changes. */
+      nd_prefetch_leaf(nd, t->cap);
+      if (write) {
+        unsigned j;
+        for (j = 0; j < t->cap; j += 8)
+          BT_PREFETCH(nd->pfx + t->cap + j);
+      }
+    }
   }
-  if (write)
-    nd_prefetch(nd, t->cap);
+  if (write && nd->ext)
+    nd_prefetch_heap(nd);
   ph->nd[l] = nd;
   return bt_search(nd, 0, pr);
 }
@@ -953,6 +1127,7 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
     if (pos > 0 && bt_entry_eq(ph.nd[t->height - 1], pos - 1, key, klen, id,
                                idlen, pr.p))
       return TALLY_EEXISTS;
+    x = ph.nd[t->height - 1];
   }
   if (tally__undo_reserve(&cx->undo, bt_worst(t)) != TALLY_OK)
     return TALLY_ENOMEM;
@@ -964,7 +1139,7 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
   e.kid = NULL;
   bt_log_hdr(&cx->undo, t);
   if (t->root == NULL) {
-    rc = bt_new_node(cx, t, 1, 0, &t->root);
+    rc = bt_new_node(cx, t, 1, 4 * e.len, &t->root);
     if (rc != TALLY_OK)
       return rc;
     t->height = 1;
@@ -1002,7 +1177,7 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
         return rc;
       return bt_fixup(cx, t, &ph, level, 1);
     }
-    rc = bt_new_node(cx, t, x->leaf, 0, &r);
+    rc = bt_new_node(cx, t, x->leaf, bt_split_icap(x, t->cap, e.len), &r);
     if (rc != TALLY_OK)
       return rc;
     rc = bt_split(cx, t, x, r, slot, &e, sep, &seplen, &seppfx);
@@ -1011,7 +1186,7 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
     if (level == 0) {
       /* The root split: a new root above both halves. */
       tally__node *q;
-      rc = bt_new_node(cx, t, 0, seplen, &q);
+      rc = bt_new_node(cx, t, 0, (size_t)t->cap * seplen, &q);
       if (rc != TALLY_OK)
         return rc;
       nd_put(q, 0, 0, NULL, 0, nd_total(x), nd_count(x), x);
@@ -1040,13 +1215,14 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
 
 /*
  * The node at level (imaged, not the root) fell below half. Borrow one
- * entry from a sibling that can spare it, else merge with the sibling and
+ * from a sibling that can spare entries, else merge with the sibling and
  * repeat one level up. Parent and sibling are imaged before they change.
  *
- *   borrow from left:  [S: a b c d] [X: e f]  ->  [S: a b c] [X: d e f]
- *   merge:             [S: a b] [X: c]        ->  [S: a b c]   (X retired)
- * In inner nodes the parent's separator comes down in front of the child
- * that changes sides and the neighbouring one goes up (a rotation).
+ *   borrow from left:  [S: a b c d e f] [X: g]  ->  [S: a b c d] [X: e f g]
+ *   merge:             [S: a b] [X: c]          ->  [S: a b c]   (X retired)
+ * A leaf takes half the difference (the two even out); an inner node takes
+ * one entry: the parent's separator comes down in front of the child that
+ * changes sides and the neighbouring one goes up (a rotation).
  */
 static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
                         unsigned level) {
@@ -1069,17 +1245,21 @@ static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
       uint64_t ecnt = x->leaf ? 0 : s->cnt[k];
       tally__node *ekid = x->leaf ? NULL : s->kid[k];
       if (x->leaf) {
-        p1 = s->pfx[k];
-        l1 = nd_copy_entry(s, k, b1);
-        nd_del(s, k);
+        /* Leaves even out with the sibling rather than take one item: a
+         * leaf left just at half would be back here on its next delete. */
+        unsigned mv = (s->n - x->n) / 2u;
+        uint32_t bytes = left ? s->off[s->n] - s->off[s->n - mv] : s->off[mv];
+        if ((rc = nd_reserve(m, x, bytes)) != TALLY_OK)
+          return rc;
         if (left) {
-          /* The moved item is x's new first item and separator. */
-          if ((rc = nd_insert(m, x, 0, p1, b1, l1, esum, 0, NULL)) ||
-              (rc = nd_set_bytes(m, p, c, p1, b1, l1)))
+          /* The first moved item is x's new first item and separator. */
+          nd_leaf_take_back(x, s, mv);
+          p1 = x->pfx[0];
+          l1 = nd_copy_entry(x, 0, b1);
+          if ((rc = nd_set_bytes(m, p, c, p1, b1, l1)))
             return rc;
         } else {
-          if ((rc = nd_insert(m, x, x->n, p1, b1, l1, esum, 0, NULL)))
-            return rc;
+          nd_leaf_take_front(x, s, mv);
           p2 = s->pfx[0];
           l2 = nd_copy_entry(s, 0, b2);
           if ((rc = nd_set_bytes(m, p, c + 1, p2, b2, l2)))
@@ -1309,7 +1489,7 @@ uint64_t tally__tree_rank(const tally__tree *t, const tally__edge *e) {
   const tally__node *nd = t->root;
   bt_probe pr;
   uint64_t r = 0;
-  unsigned l, i;
+  unsigned l;
   if (nd == NULL)
     return 0;
   /* The ends need no descent. */
@@ -1320,49 +1500,25 @@ uint64_t tally__tree_rank(const tally__tree *t, const tally__edge *e) {
   bt_probe_init(&pr, e);
   for (l = 1; l < t->height; l++) {
     unsigned c = bt_child(nd, &pr);
-    for (i = 0; i < c; i++)
-      r += nd->cnt[i];
+    r += bt_cnt_sum(nd->cnt, c);
     nd = nd->kid[c];
-    nd_prefetch_search(nd, t->cap);
+    if (l + 1 < t->height)
+      nd_prefetch_inner(nd, t->cap);
+    else
+      nd_prefetch_leaf(nd, t->cap);
   }
   return r + bt_search(nd, 0, &pr);
-}
-
-/* Items of the subtree not before the edge (tail) or before it (head). */
-static void bt_side(const tally__node *nd, unsigned cap, const bt_probe *pr,
-                    int tail, uint64_t *count, double *sum) {
-  uint64_t cn = 0;
-  double s = 0.0;
-  unsigned i;
-  while (!nd->leaf) {
-    unsigned c = bt_child(nd, pr);
-    unsigned a = tail ? c + 1 : 0, b = tail ? nd->n : c;
-    for (i = a; i < b; i++) {
-      cn += nd->cnt[i];
-      s += nd->sum[i];
-    }
-    nd = nd->kid[c];
-    nd_prefetch_search(nd, cap);
-  }
-  {
-    unsigned pos = bt_search(nd, 0, pr);
-    unsigned a = tail ? pos : 0, b = tail ? nd->n : pos;
-    cn += b - a;
-    for (i = a; i < b; i++)
-      s += nd->sum[i];
-  }
-  *count += cn;
-  *sum += s;
 }
 
 void tally__tree_range(const tally__tree *t, const tally__edge *lo,
                        const tally__edge *hi, uint64_t *count,
                        double *sum) {
-  const tally__node *nd = t->root;
+  const tally__node *nd = t->root, *x, *y;
+  unsigned depth = 0; /* of nd, then of x and y */
   bt_probe pl, ph;
-  uint64_t cn = 0;
-  double s = 0.0;
-  unsigned i;
+  uint64_t cn;
+  double s;
+  unsigned a, b;
   *count = 0;
   *sum = 0.0;
   if (nd == NULL)
@@ -1371,35 +1527,51 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
   bt_probe_init(&ph, hi);
   /* Shared part: both edges in the same child. */
   while (!nd->leaf) {
-    unsigned a = bt_child(nd, &pl), b = bt_child(nd, &ph);
+    a = bt_child(nd, &pl);
+    b = bt_child(nd, &ph);
     if (a > b)
       return;
-    if (a == b) {
-      nd = nd->kid[a];
-      nd_prefetch_search(nd, t->cap);
-      continue;
+    if (a != b)
+      break;
+    nd = nd->kid[a];
+    nd_prefetch_whole(nd, t->cap, ++depth + 1 == t->height);
+  }
+  if (nd->leaf) {
+    a = bt_search(nd, 0, &pl);
+    b = bt_search(nd, 0, &ph);
+    if (a < b) {
+      *count = b - a;
+      *sum = bt_total(nd->sum + a, b - a);
     }
-    for (i = a + 1; i < b; i++) {
-      cn += nd->cnt[i];
-      s += nd->sum[i];
-    }
-    nd_prefetch_search(nd->kid[a], t->cap);
-    nd_prefetch_search(nd->kid[b], t->cap);
-    bt_side(nd->kid[a], t->cap, &pl, 1, &cn, &s);
-    bt_side(nd->kid[b], t->cap, &ph, 0, &cn, &s);
-    *count = cn;
-    *sum = s;
     return;
   }
-  {
-    unsigned a = bt_search(nd, 0, &pl), b = bt_search(nd, 0, &ph);
-    if (a >= b)
-      return;
-    for (i = a; i < b; i++)
-      s += nd->sum[i];
-    *count = b - a;
-    *sum = s;
+  /* The edges part here: whole children strictly between them, then the
+   * tail of the lo side (x) and the head of the hi side (y), walked down in
+   * step so that the two paths' misses overlap. */
+  cn = bt_cnt_sum(nd->cnt + a + 1, b - a - 1);
+  s = bt_total(nd->sum + a + 1, b - a - 1);
+  x = nd->kid[a];
+  y = nd->kid[b];
+  depth++;
+  nd_prefetch_whole(x, t->cap, depth + 1 == t->height);
+  nd_prefetch_whole(y, t->cap, depth + 1 == t->height);
+  while (!x->leaf) {
+    a = bt_child(x, &pl) + 1;
+    b = bt_child(y, &ph);
+    cn += bt_cnt_sum(x->cnt + a, x->n - a) + bt_cnt_sum(y->cnt, b);
+    s += bt_total(x->sum + a, x->n - a) + bt_total(y->sum, b);
+    x = x->kid[a - 1];
+    y = y->kid[b];
+    depth++;
+    nd_prefetch_whole(x, t->cap, depth + 1 == t->height);
+    nd_prefetch_whole(y, t->cap, depth + 1 == t->height);
   }
+  a = bt_search(x, 0, &pl);
+  b = bt_search(y, 0, &ph);
+  cn += (x->n - a) + b;
+  s += bt_total(x->sum + a, x->n - a) + bt_total(y->sum, b);
+  *count = cn;
+  *sum = s;
 }
 
 /* Leaf and slot of the item of this rank (rank < count), with the path.
@@ -1411,9 +1583,18 @@ static const tally__node *bt_select(const tally__tree *t, uint64_t rank,
   const tally__node *nd = t->root;
   unsigned l = 0, cap = t->cap, h = t->height;
   while (l + 1 < h) {
-    unsigned i = 0;
-    while (rank >= nd->cnt[i]) {
-      rank -= nd->cnt[i];
+    const uint64_t *cn = nd->cnt;
+    unsigned i = 0, n = nd->n;
+    /* Four children at a time first: fewer branches to mispredict. */
+    while (i + 4 <= n) {
+      uint64_t s4 = (cn[i] + cn[i + 1]) + (cn[i + 2] + cn[i + 3]);
+      if (rank < s4)
+        break;
+      rank -= s4;
+      i += 4;
+    }
+    while (rank >= cn[i]) {
+      rank -= cn[i];
       i++;
     }
     if (it != NULL) {
@@ -1429,11 +1610,16 @@ static const tally__node *bt_select(const tally__tree *t, uint64_t rank,
       for (j = 0; j < cap; j += 8)
         BT_PREFETCH(p + j);
     } else {
+      const char *o = (const char *)(nd->pfx + 2 * (size_t)cap); /* off */
+      const char *hp = o + ((size_t)cap + 1) * sizeof(uint32_t);
+      size_t j;
       BT_PREFETCH(nd);
       BT_PREFETCH(nd->pfx + rank);
       BT_PREFETCH(nd->pfx + cap + rank); /* sum[rank] (nd_wire) */
-      BT_PREFETCH((const uint32_t *)(const void *)(nd->pfx + 2 * (size_t)cap) +
-                  rank); /* off[rank] */
+      BT_PREFETCH(o + rank * sizeof(uint32_t));
+      /* the inline heap, blindly: see BT_HEAP_AHEAD */
+      for (j = 0; j < BT_HEAP_AHEAD(cap); j += 64)
+        BT_PREFETCH(hp + j);
     }
   }
   if (it != NULL) {
@@ -1602,6 +1788,8 @@ static int bt_vnode(bt_vstate *v, const tally__node *nd, unsigned depth,
       return bt_fail(v, "invariant 7: offsets decrease", nd, i);
   if (nd->off[nd->n] > nd->hcap)
     return bt_fail(v, "invariant 7: heap overrun", nd, nd->n);
+  if (!nd->ext && (nd->heap != nd_inline(nd, v->cap) || nd->hcap != nd->icap))
+    return bt_fail(v, "invariant 7: inline heap misplaced", nd, 0);
   if (!nd->leaf && (nd->off[1] != 0 || nd->pfx[0] != 0))
     return bt_fail(v, "invariant 7: inner entry 0 not empty", nd, 0);
   for (i = first; i < nd->n; i++) {

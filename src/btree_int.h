@@ -68,6 +68,16 @@ size_t tally__undo_mark(const tally__undo *u);
 void tally__undo_rollback(tally__undo *u, size_t mark);
 /* Release every record (the changes become permanent). Cannot fail. */
 void tally__undo_commit(tally__undo *u);
+/*
+ * Release the records above mark only, as commit would (images and
+ * retired nodes freed, new-node records dropped, arena truncated). Only
+ * for records of one tree that a record below mark destroys whole on
+ * rollback (its UR_NEW_TREE), and that no record below mark refers to
+ * the nodes of: the caller keeps every write to such a tree released, so
+ * rollback finds the tree as the last write left it and frees it all.
+ * Never for custom or tree-creation records. Cannot fail.
+ */
+void tally__undo_release_since(tally__undo *u, size_t mark);
 /* Make room for at least extra more records (TALLY_ENOMEM). */
 int tally__undo_reserve(tally__undo *u, size_t extra);
 /* Append a custom record (TALLY_ENOMEM unless reserved). */
@@ -85,6 +95,7 @@ typedef struct tally__ctx {
   tally__undo undo;   /* where every tree change is logged */
   unsigned node_size; /* max items per leaf and children per inner node */
 } tally__ctx;
+
 
 /* Where an edge sits relative to equal keys / positions. */
 typedef enum tally__edge_kind {
@@ -128,9 +139,9 @@ uint64_t tally__tree_version(const tally__tree *t);
 /*
  * Writes. Key and id lengths are already checked by the caller (key <=
  * TALLY_KEY_MAX, id <= TALLY_ID_MAX; sum finite). Every change is logged;
- * on error the tree may hold part of the change, and the caller rolls back
- * to its mark (so the tree functions need not be all-or-nothing
- * themselves, but they must log before they change).
+ * on error the tree may hold part of the change, and
+ * the caller rolls back to its mark (so the tree functions need not be
+ * all-or-nothing themselves, but they must log before they change).
  */
 /* TALLY_EEXISTS if present. */
 int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
