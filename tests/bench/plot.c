@@ -55,8 +55,8 @@ static int pl_intern(char names[][PL_NAME], int *count, const char *s) {
       return i;
   if (*count == PL_MAX_NAMES)
     return -1;
-  strncpy(names[*count], s, PL_NAME - 1);
-  names[*count][PL_NAME - 1] = '\0';
+  /* truncate long names to the column width */
+  snprintf(names[*count], PL_NAME, "%.*s", PL_NAME - 1, s);
   return (*count)++;
 }
 
