@@ -394,8 +394,8 @@ typedef enum tally_order { TALLY_ASC = 0, TALLY_DESC = 1 } tally_order;
  * Common to every write: ns NULL = no namespace; keys and namespaces up to
  * TALLY_KEY_MAX bytes, ids up to TALLY_ID_MAX (else TALLY_EBADKEY); sums
  * must be finite (NaN or infinity is TALLY_EINVAL); agg NULL is
- * TALLY_EINVAL; TALLY_ENOMEM leaves everything unchanged. Writes invalidate
- * open cursors. Each is O(B log n). changed (optional, may be NULL) reports
+ * TALLY_EINVAL; TALLY_ENOMEM leaves everything unchanged. Writes that change
+ * something invalidate open cursors. Each is O(B log n). changed (optional, may be NULL) reports
  * whether the call modified anything.
  */
 
@@ -573,8 +573,8 @@ TALLY_API int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
 
 /*
  * tally_agg_scan - call fn for each admitted item in order until it
- * returns false. fn must not modify agg (TALLY_EINVAL is not detectable;
- * doing so is undefined). O(B log n + items visited).
+ * returns false. fn must not write to agg (that is undefined behaviour:
+ * the walk cannot detect it). O(B log n + items visited).
  */
 TALLY_API int tally_agg_scan(const tally_agg *agg, const tally_bytes *ns,
                              const tally_bounds *bounds, tally_order order,
