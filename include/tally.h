@@ -394,9 +394,9 @@ typedef enum tally_order { TALLY_ASC = 0, TALLY_DESC = 1 } tally_order;
  * Common to every write: ns NULL = no namespace; keys and namespaces up to
  * TALLY_KEY_MAX bytes, ids up to TALLY_ID_MAX (else TALLY_EBADKEY); sums
  * must be finite (NaN or infinity is TALLY_EINVAL); agg NULL is
- * TALLY_EINVAL; TALLY_ENOMEM leaves everything unchanged. Writes that change
- * something invalidate open cursors. Each is O(B log n). changed (optional, may be NULL) reports
- * whether the call modified anything.
+ * TALLY_EINVAL; TALLY_ENOMEM leaves everything unchanged. Writes that
+ * change something invalidate open cursors. Each is O(B log n). changed
+ * (optional, may be NULL) reports whether the call modified anything.
  */
 
 /* tally_agg_insert - add (key, id, sum). TALLY_EEXISTS if (key, id) is
