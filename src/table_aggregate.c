@@ -526,6 +526,27 @@ static bool tbl_store_ok(const tally_store *store, const char *table) {
   return store != NULL && table != NULL && store->scan_rows != NULL;
 }
 
+/* Backfill and repair are all-or-nothing: they run in their own aggregate
+ * transaction unless the caller has one open (then they are part of it). */
+static int tbl_txn_open(tally_table *t, bool *own_txn) {
+  *own_txn = !tally_agg_in_txn(t->agg);
+  return *own_txn ? tally_agg_begin(t->agg) : TALLY_OK;
+}
+
+/* Close what tbl_txn_open opened; keep the hook value of a failed
+ * extractor. Returns the final result. */
+static int tbl_txn_close(tally_table *t, bool own_txn, int rc, int hook) {
+  if (own_txn) {
+    if (rc == TALLY_OK)
+      rc = tally_agg_commit(t->agg);
+    if (rc != TALLY_OK)
+      tally_agg_rollback(t->agg);
+  }
+  if (rc == TALLY_EHOOK)
+    t->hook_err = hook;
+  return rc;
+}
+
 int tally_table_backfill(tally_table *t, const tally_store *store,
                          const char *table, uint64_t *rows) {
   bool own_txn;
@@ -535,21 +556,11 @@ int tally_table_backfill(tally_table *t, const tally_store *store,
 
   if (t == NULL || !tbl_store_ok(store, table))
     return TALLY_EINVAL;
-  own_txn = !tally_agg_in_txn(t->agg);
-  if (own_txn) {
-    rc = tally_agg_begin(t->agg);
-    if (rc != TALLY_OK)
-      return rc;
-  }
+  rc = tbl_txn_open(t, &own_txn);
+  if (rc != TALLY_OK)
+    return rc;
   rc = tbl_scan_into(t, store, table, t->agg, &n, &hook);
-  if (own_txn) {
-    if (rc == TALLY_OK)
-      rc = tally_agg_commit(t->agg);
-    if (rc != TALLY_OK)
-      tally_agg_rollback(t->agg);
-  }
-  if (rc == TALLY_EHOOK)
-    t->hook_err = hook;
+  rc = tbl_txn_close(t, own_txn, rc, hook);
   if (rc == TALLY_OK && rows != NULL)
     *rows = n;
   return rc;
@@ -850,20 +861,9 @@ int tally_table_repair(tally_table *t, const tally_store *store,
 
   if (t == NULL || !tbl_store_ok(store, table))
     return TALLY_EINVAL;
-  own_txn = !tally_agg_in_txn(t->agg);
-  if (own_txn) {
-    rc = tally_agg_begin(t->agg);
-    if (rc != TALLY_OK)
-      return rc;
-  }
+  rc = tbl_txn_open(t, &own_txn);
+  if (rc != TALLY_OK)
+    return rc;
   rc = tbl_check(t, t->agg, store, table, NULL, NULL, report, &hook);
-  if (own_txn) {
-    if (rc == TALLY_OK)
-      rc = tally_agg_commit(t->agg);
-    if (rc != TALLY_OK)
-      tally_agg_rollback(t->agg);
-  }
-  if (rc == TALLY_EHOOK)
-    t->hook_err = hook;
-  return rc;
+  return tbl_txn_close(t, own_txn, rc, hook);
 }
