@@ -321,12 +321,16 @@ static uint64_t nd_count(const tally__node *nd) {
  * depends only on the array (invariant 5 compares it exactly). */
 static double bt_total(const double *a, unsigned n) {
   double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  unsigned j = 0, k;
-  for (; j + 8 <= n; j += 8)
+  const double *p = a, *end8 = a + (n - n % 8u);
+  unsigned k;
+  /* A pointer walk (no 32-bit index that might wrap) lets the compiler
+   * add lanes pairwise in vector registers; each lane still adds its own
+   * elements in the same order, so the result is the same. */
+  for (; p < end8; p += 8)
     for (k = 0; k < 8; k++)
-      s[k] += a[j + k];
-  for (k = 0; j < n; j++, k++)
-    s[k] += a[j];
+      s[k] += p[k];
+  for (k = 0; p < a + n; p++, k++)
+    s[k] += *p;
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
@@ -373,6 +377,7 @@ static int nd_insert(const tally__mem *m, tally__node *nd, unsigned i,
 
 /* Remove entry i. Never reallocates: the heap keeps its capacity. */
 static void nd_del(tally__node *nd, unsigned i) {
+  uint32_t *o = nd->off;
   unsigned n = nd->n, j;
   uint32_t a = nd->off[i], b = nd->off[i + 1], end = nd->off[n];
   uint32_t len = b - a;
@@ -384,9 +389,11 @@ static void nd_del(tally__node *nd, unsigned i) {
     memmove(nd->cnt + i, nd->cnt + i + 1, (n - i - 1) * sizeof *nd->cnt);
     memmove(nd->kid + i, nd->kid + i + 1, (n - i - 1) * sizeof *nd->kid);
   }
-  for (j = i + 1; j <= n; j++)
-    nd->off[j - 1] = nd->off[j] - len;
-  nd->off[i] = a;
+  /* Shift, then adjust in place: a loop the compiler can vectorize (the
+   * fused copy-and-subtract, reading one slot ahead, it does not). */
+  memmove(o + i, o + i + 1, (n - i) * sizeof *o);
+  for (j = i; j < n; j++)
+    o[j] -= len;
   nd->n = (uint16_t)(n - 1);
 }
 
@@ -601,6 +608,17 @@ static void bt_probe_init(bt_probe *pr, const tally__edge *e) {
                                                                      : 0);
 }
 
+/* Compare entry j (whose prefix ties with the probe's) with a position
+ * probe's (key, id): the exact match a write looks for falls out of the
+ * search itself, so the entry is not decoded and compared a second time. */
+static int bt_cmp_pos(const tally__node *nd, unsigned j, const bt_probe *pr) {
+  bt_ent e;
+  int c;
+  bt_decode(nd, j, &e);
+  c = bt_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
+  return c ? c : bt_cmp_bytes(e.id, e.idlen, pr->id, pr->il);
+}
+
 /* Is entry j (whose prefix ties with the probe's) before the edge? */
 static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
   bt_ent e;
@@ -629,8 +647,8 @@ static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
 /* First slot in [lo, n) whose entry is not before the edge (n if none).
  * Prefix counts settle every entry but the run of equal prefixes, which
  * is binary searched with full comparisons. */
-static unsigned bt_search(const tally__node *nd, unsigned lo,
-                          const bt_probe *pr) {
+static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
+                             const bt_probe *pr, int *eq) {
   unsigned n = nd->n, a = lo, b, len;
   const uint64_t *pf = nd->pfx;
   uint64_t p = pr->p;
@@ -653,7 +671,15 @@ static unsigned bt_search(const tally__node *nd, unsigned lo,
     ;
   while (a < b) {
     unsigned mid = a + (b - a) / 2;
-    if (bt_before(nd, mid, pr))
+    int before;
+    if (eq != NULL) {
+      int c = bt_cmp_pos(nd, mid, pr);
+      before = c <= 0;
+      *eq |= c == 0;
+    } else {
+      before = bt_before(nd, mid, pr);
+    }
+    if (before)
       a = mid + 1;
     else
       b = mid;
@@ -661,20 +687,15 @@ static unsigned bt_search(const tally__node *nd, unsigned lo,
   return a;
 }
 
+static unsigned bt_search(const tally__node *nd, unsigned lo,
+                          const bt_probe *pr) {
+  return bt_search_eq(nd, lo, pr, NULL);
+}
+
 /* Child of an inner node holding the edge: children left of it are wholly
  * before the edge, children right of it wholly after (invariant 4). */
 static unsigned bt_child(const tally__node *nd, const bt_probe *pr) {
   return bt_search(nd, 1, pr) - 1;
-}
-
-static int bt_entry_eq(const tally__node *nd, unsigned j, const void *key,
-                       size_t kl, const void *id, size_t il, uint64_t pfx) {
-  bt_ent e;
-  if (nd->pfx[j] != pfx)
-    return 0; /* no need to touch the heap */
-  bt_decode(nd, j, &e);
-  return bt_keycmp(nd, j, &e, key, kl, (size_t)-1) == 0 &&
-         bt_cmp_bytes(e.id, e.idlen, id, il) == 0;
 }
 
 /* Copy entry j out as a full key and id. */
@@ -973,9 +994,11 @@ static void nd_prefetch_heap(const tally__node *nd) {
     BT_PREFETCH(p);
 }
 
-/* Descend to the leaf holding the edge; returns the leaf slot. */
+/* Descend to the leaf holding the edge (a position probe, POS_AFTER);
+ * returns the leaf slot and sets *eq when the item at slot - 1 is the
+ * probe's (key, id). */
 static unsigned bt_descend(const tally__tree *t, const bt_probe *pr,
-                           bt_path *ph, int write) {
+                           bt_path *ph, int write, int *eq) {
   tally__node *nd = t->root;
   unsigned l;
   for (l = 0; l + 1 < t->height; l++) {
@@ -1002,7 +1025,8 @@ static unsigned bt_descend(const tally__tree *t, const bt_probe *pr,
   if (write && nd->ext)
     nd_prefetch_heap(nd);
   ph->nd[l] = nd;
-  return bt_search(nd, 0, pr);
+  *eq = 0;
+  return bt_search_eq(nd, 0, pr, eq);
 }
 
 /* Worst-case records of one write at this height (see insert/delete). */
@@ -1110,6 +1134,7 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
   unsigned char item[BT_ENTRY_MAX], sep[BT_ENTRY_MAX];
   bt_pending e;
   bt_path ph;
+  int found;
   tally__edge edge;
   bt_probe pr;
   tally__node *x;
@@ -1123,9 +1148,8 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
   edge.idlen = idlen;
   bt_probe_init(&pr, &edge);
   if (t->root != NULL) {
-    pos = bt_descend(t, &pr, &ph, 1);
-    if (pos > 0 && bt_entry_eq(ph.nd[t->height - 1], pos - 1, key, klen, id,
-                               idlen, pr.p))
+    pos = bt_descend(t, &pr, &ph, 1, &found);
+    if (found)
       return TALLY_EEXISTS;
     x = ph.nd[t->height - 1];
   }
@@ -1332,6 +1356,7 @@ int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
   tally__edge edge;
   bt_probe pr;
   bt_path ph;
+  int found;
   tally__node *x;
   unsigned pos, level;
   double old;
@@ -1345,10 +1370,10 @@ int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
   edge.id = id;
   edge.idlen = idlen;
   bt_probe_init(&pr, &edge);
-  pos = bt_descend(t, &pr, &ph, 1);
+  pos = bt_descend(t, &pr, &ph, 1, &found);
   level = t->height - 1;
   x = ph.nd[level];
-  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen, pr.p))
+  if (!found)
     return TALLY_ENOTFOUND;
   pos--;
   old = x->sum[pos];
@@ -1415,6 +1440,7 @@ int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
   tally__edge edge;
   bt_probe pr;
   bt_path ph;
+  int found;
   tally__node *x;
   unsigned pos;
   undo_rec *r;
@@ -1427,9 +1453,9 @@ int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
   edge.id = id;
   edge.idlen = idlen;
   bt_probe_init(&pr, &edge);
-  pos = bt_descend(t, &pr, &ph, 1);
+  pos = bt_descend(t, &pr, &ph, 1, &found);
   x = ph.nd[t->height - 1];
-  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen, pr.p))
+  if (!found)
     return TALLY_ENOTFOUND;
   pos--;
   if (tally__undo_reserve(&cx->undo, t->height + 1) != TALLY_OK)
@@ -1466,6 +1492,7 @@ int tally__tree_find(const tally__tree *t, const void *key, size_t klen,
   tally__edge edge;
   bt_probe pr;
   bt_path ph;
+  int found;
   const tally__node *x;
   unsigned pos;
   if (t->root == NULL)
@@ -1476,9 +1503,9 @@ int tally__tree_find(const tally__tree *t, const void *key, size_t klen,
   edge.id = id;
   edge.idlen = idlen;
   bt_probe_init(&pr, &edge);
-  pos = bt_descend(t, &pr, &ph, 0);
+  pos = bt_descend(t, &pr, &ph, 0, &found);
   x = ph.nd[t->height - 1];
-  if (pos == 0 || !bt_entry_eq(x, pos - 1, key, klen, id, idlen, pr.p))
+  if (!found)
     return TALLY_ENOTFOUND;
   if (sum != NULL)
     *sum = x->sum[pos - 1];
