@@ -1150,46 +1150,46 @@ size_t tally_agg_namespace_count(const tally_agg *agg) {
 
 /* --- batch reads: the single calls in a loop ------------------------------ */
 
-int tally_agg_count_batch(const tally_agg *agg, const tally_query *q,
-                          size_t n, uint64_t *out) {
+typedef enum { AGG_BATCH_COUNT, AGG_BATCH_SUM, AGG_BATCH_AT } agg_batch_kind;
+
+/* One loop for the three batch reads: out is an array of the kind's result
+ * type; the first failing query ends the call. */
+static int agg_batch(const tally_agg *agg, const tally_query *q, size_t n,
+                     agg_batch_kind kind, void *out) {
   size_t i;
-  int rc;
+  int rc = TALLY_OK;
   if (agg == NULL || (n > 0 && (q == NULL || out == NULL)))
     return TALLY_EINVAL;
-  for (i = 0; i < n; i++) {
-    rc = tally_agg_count(agg, q[i].ns, q[i].bounds, &out[i]);
-    if (rc != TALLY_OK)
-      return rc;
+  for (i = 0; i < n && rc == TALLY_OK; i++) {
+    switch (kind) {
+    case AGG_BATCH_COUNT:
+      rc = tally_agg_count(agg, q[i].ns, q[i].bounds, (uint64_t *)out + i);
+      break;
+    case AGG_BATCH_SUM:
+      rc = tally_agg_sum(agg, q[i].ns, q[i].bounds, (double *)out + i);
+      break;
+    case AGG_BATCH_AT:
+      rc = tally_agg_at(agg, q[i].ns, q[i].bounds, q[i].offset,
+                        (tally_item *)out + i);
+      break;
+    }
   }
-  return TALLY_OK;
+  return rc;
+}
+
+int tally_agg_count_batch(const tally_agg *agg, const tally_query *q,
+                          size_t n, uint64_t *out) {
+  return agg_batch(agg, q, n, AGG_BATCH_COUNT, out);
 }
 
 int tally_agg_sum_batch(const tally_agg *agg, const tally_query *q, size_t n,
                         double *out) {
-  size_t i;
-  int rc;
-  if (agg == NULL || (n > 0 && (q == NULL || out == NULL)))
-    return TALLY_EINVAL;
-  for (i = 0; i < n; i++) {
-    rc = tally_agg_sum(agg, q[i].ns, q[i].bounds, &out[i]);
-    if (rc != TALLY_OK)
-      return rc;
-  }
-  return TALLY_OK;
+  return agg_batch(agg, q, n, AGG_BATCH_SUM, out);
 }
 
 int tally_agg_at_batch(const tally_agg *agg, const tally_query *q, size_t n,
                        tally_item *out) {
-  size_t i;
-  int rc;
-  if (agg == NULL || (n > 0 && (q == NULL || out == NULL)))
-    return TALLY_EINVAL;
-  for (i = 0; i < n; i++) {
-    rc = tally_agg_at(agg, q[i].ns, q[i].bounds, q[i].offset, &out[i]);
-    if (rc != TALLY_OK)
-      return rc;
-  }
-  return TALLY_OK;
+  return agg_batch(agg, q, n, AGG_BATCH_AT, out);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -608,6 +608,19 @@ static void bt_probe_init(bt_probe *pr, const tally__edge *e) {
                                                                      : 0);
 }
 
+/* The probe of an exact item (key, id): "after every item <= (key, id)", so
+ * a search lands just past the item when it is there. */
+static void bt_probe_pos(bt_probe *pr, const void *key, size_t klen,
+                         const void *id, size_t idlen) {
+  tally__edge edge;
+  edge.kind = TALLY__EDGE_POS_AFTER;
+  edge.key = key;
+  edge.klen = klen;
+  edge.id = id;
+  edge.idlen = idlen;
+  bt_probe_init(pr, &edge);
+}
+
 /* Compare entry j (whose prefix ties with the probe's) with a position
  * probe's (key, id): the exact match a write looks for falls out of the
  * search itself, so the entry is not decoded and compared a second time. */
@@ -1135,18 +1148,12 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
   bt_pending e;
   bt_path ph;
   int found;
-  tally__edge edge;
   bt_probe pr;
   tally__node *x;
   unsigned pos = 0, level, slot;
   int rc;
 
-  edge.kind = TALLY__EDGE_POS_AFTER;
-  edge.key = key;
-  edge.klen = klen;
-  edge.id = id;
-  edge.idlen = idlen;
-  bt_probe_init(&pr, &edge);
+  bt_probe_pos(&pr, key, klen, id, idlen);
   if (t->root != NULL) {
     pos = bt_descend(t, &pr, &ph, 1, &found);
     if (found)
@@ -1353,7 +1360,6 @@ static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
 int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
                        size_t klen, const void *id, size_t idlen,
                        double *old_sum) {
-  tally__edge edge;
   bt_probe pr;
   bt_path ph;
   int found;
@@ -1364,12 +1370,7 @@ int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
 
   if (t->root == NULL)
     return TALLY_ENOTFOUND;
-  edge.kind = TALLY__EDGE_POS_AFTER;
-  edge.key = key;
-  edge.klen = klen;
-  edge.id = id;
-  edge.idlen = idlen;
-  bt_probe_init(&pr, &edge);
+  bt_probe_pos(&pr, key, klen, id, idlen);
   pos = bt_descend(t, &pr, &ph, 1, &found);
   level = t->height - 1;
   x = ph.nd[level];
@@ -1437,7 +1438,6 @@ int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
 int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
                         size_t klen, const void *id, size_t idlen,
                         double sum) {
-  tally__edge edge;
   bt_probe pr;
   bt_path ph;
   int found;
@@ -1447,12 +1447,7 @@ int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
 
   if (t->root == NULL)
     return TALLY_ENOTFOUND;
-  edge.kind = TALLY__EDGE_POS_AFTER;
-  edge.key = key;
-  edge.klen = klen;
-  edge.id = id;
-  edge.idlen = idlen;
-  bt_probe_init(&pr, &edge);
+  bt_probe_pos(&pr, key, klen, id, idlen);
   pos = bt_descend(t, &pr, &ph, 1, &found);
   x = ph.nd[t->height - 1];
   if (!found)
@@ -1489,7 +1484,6 @@ int tally__tree_clear(tally__ctx *cx, tally__tree *t) {
 
 int tally__tree_find(const tally__tree *t, const void *key, size_t klen,
                      const void *id, size_t idlen, double *sum) {
-  tally__edge edge;
   bt_probe pr;
   bt_path ph;
   int found;
@@ -1497,12 +1491,7 @@ int tally__tree_find(const tally__tree *t, const void *key, size_t klen,
   unsigned pos;
   if (t->root == NULL)
     return TALLY_ENOTFOUND;
-  edge.kind = TALLY__EDGE_POS_AFTER;
-  edge.key = key;
-  edge.klen = klen;
-  edge.id = id;
-  edge.idlen = idlen;
-  bt_probe_init(&pr, &edge);
+  bt_probe_pos(&pr, key, klen, id, idlen);
   pos = bt_descend(t, &pr, &ph, 0, &found);
   x = ph.nd[t->height - 1];
   if (!found)
