@@ -187,24 +187,37 @@ static int mt_id(tally_bytes id, int64_t *out) {
   return tally_id_to_int(id, out) == TALLY_OK ? 0 : 3;
 }
 
-static int mt_cb_get(void *udata, const char *table, tally_bytes id,
-                     const void **row) {
-  memtable *mt = udata;
-  int rc = mt_fault(mt, MT_GET);
+/* Common start of get/update/delete: the injected fault of callback cb
+ * (with the store's self-rollback), then the table and the row's slot.
+ * Returns 0 with *tp and *at set, or the callback's result. */
+static int mt_find_row(memtable *mt, int cb, const char *table,
+                       tally_bytes id, mt_table **tp, size_t *at) {
+  int rc = mt_fault(mt, cb);
+  int64_t v;
+  bool found;
   if (rc != 0) {
     mt_self_rollback(mt);
     return rc;
   }
-  mt_table *t = mt_lookup(mt, table);
-  int64_t v;
-  if (t == NULL)
+  if (cb != MT_GET && !mt->in_txn)
+    mt->misuse++;
+  *tp = mt_lookup(mt, table);
+  if (*tp == NULL)
     return 2;
   if (mt_id(id, &v) != 0)
     return TALLY_ENOTFOUND;
-  bool found;
-  size_t at = mt_search(t, v, &found);
-  if (!found)
-    return TALLY_ENOTFOUND;
+  *at = mt_search(*tp, v, &found);
+  return found ? 0 : TALLY_ENOTFOUND;
+}
+
+static int mt_cb_get(void *udata, const char *table, tally_bytes id,
+                     const void **row) {
+  memtable *mt = udata;
+  mt_table *t;
+  size_t at;
+  int rc = mt_find_row(mt, MT_GET, table, id, &t, &at);
+  if (rc != 0)
+    return rc;
   mt_row *copy = malloc(sizeof *copy);
   if (copy == NULL)
     return 4;
@@ -217,47 +230,26 @@ static int mt_cb_get(void *udata, const char *table, tally_bytes id,
 static int mt_cb_update(void *udata, const char *table, tally_bytes id,
                         const void *row) {
   memtable *mt = udata;
-  int rc = mt_fault(mt, MT_UPDATE);
-  if (rc != 0) {
-    mt_self_rollback(mt);
+  mt_table *t;
+  size_t at;
+  int rc = mt_find_row(mt, MT_UPDATE, table, id, &t, &at);
+  if (rc != 0)
     return rc;
+  {
+    int64_t v = t->rows[at].id;
+    t->rows[at] = *(const mt_row *)row;
+    t->rows[at].id = v;
   }
-  if (!mt->in_txn)
-    mt->misuse++;
-  mt_table *t = mt_lookup(mt, table);
-  int64_t v;
-  if (t == NULL)
-    return 2;
-  if (mt_id(id, &v) != 0)
-    return TALLY_ENOTFOUND;
-  bool found;
-  size_t at = mt_search(t, v, &found);
-  if (!found)
-    return TALLY_ENOTFOUND;
-  t->rows[at] = *(const mt_row *)row;
-  t->rows[at].id = v;
   return 0;
 }
 
 static int mt_cb_delete(void *udata, const char *table, tally_bytes id) {
   memtable *mt = udata;
-  int rc = mt_fault(mt, MT_DELETE);
-  if (rc != 0) {
-    mt_self_rollback(mt);
+  mt_table *t;
+  size_t at;
+  int rc = mt_find_row(mt, MT_DELETE, table, id, &t, &at);
+  if (rc != 0)
     return rc;
-  }
-  if (!mt->in_txn)
-    mt->misuse++;
-  mt_table *t = mt_lookup(mt, table);
-  int64_t v;
-  if (t == NULL)
-    return 2;
-  if (mt_id(id, &v) != 0)
-    return TALLY_ENOTFOUND;
-  bool found;
-  size_t at = mt_search(t, v, &found);
-  if (!found)
-    return TALLY_ENOTFOUND;
   memmove(t->rows + at, t->rows + at + 1, (t->n - at - 1) * sizeof *t->rows);
   t->n--;
   return 0;
