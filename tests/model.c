@@ -651,7 +651,10 @@ int tm_dump(const tally_agg *agg, tm_buf *out) {
     tm_buf_put(out, &l->len[i], sizeof l->len[i]);
     tm_buf_put(out, l->ns[i], l->len[i]);
     tm_buf_put(out, &l->count[i], sizeof l->count[i]);
-    rc = tally_agg_scan(agg, l->none[i] ? NULL : &nsv, NULL, TALLY_ASC,
+    if (l->count[i] == 0)
+      rc = TALLY_ECORRUPT; /* a listed namespace must hold items */
+    if (rc == TALLY_OK)
+      rc = tally_agg_scan(agg, l->none[i] ? NULL : &nsv, NULL, TALLY_ASC,
                         tm_dump_item, out);
   }
   uint64_t total = tally_agg_namespace_count(agg);

@@ -17,6 +17,7 @@
  * TALLY_TABLE_BENCH=<rows> to time backfill against one-by-one inserts.
  */
 #include "memtable.h"
+#include "model.h"
 #include "test_util.h"
 
 #include <inttypes.h>
@@ -134,56 +135,13 @@ static int xt_ns_user(const void *row, tally_keybuf *ns, bool *has_ns,
 /* Dumps: every namespace and item, as bytes                                  */
 /* ------------------------------------------------------------------------ */
 
-typedef struct dump {
-  const tally_agg *agg;
-  unsigned char *p;
-  size_t n, cap;
-} dump;
-
-static void dump_put(dump *d, const void *x, size_t n) {
-  if (d->cap - d->n < n) {
-    size_t cap = d->cap ? d->cap : 1024;
-    while (cap - d->n < n)
-      cap *= 2;
-    d->p = realloc(d->p, cap);
-    assert_non_null(d->p);
-    d->cap = cap;
-  }
-  if (n > 0)
-    memcpy(d->p + d->n, x, n);
-  d->n += n;
-}
-
-static bool dump_item(const tally_item *it, void *u) {
-  dump *d = u;
-  dump_put(d, &it->key_len, sizeof it->key_len);
-  dump_put(d, it->key, it->key_len);
-  dump_put(d, &it->id_len, sizeof it->id_len);
-  dump_put(d, it->id, it->id_len);
-  dump_put(d, &it->sum, sizeof it->sum);
-  return true;
-}
-
-static bool dump_ns(const tally_bytes *ns, uint64_t count, void *u) {
-  dump *d = u;
-  unsigned char has = ns != NULL;
-  dump_put(d, &has, 1);
-  if (ns != NULL) {
-    dump_put(d, &ns->len, sizeof ns->len);
-    dump_put(d, ns->data, ns->len);
-  }
-  dump_put(d, &count, sizeof count);
-  assert_int_equal(tally_agg_scan(d->agg, ns, NULL, TALLY_ASC, dump_item, d),
-                   TALLY_OK);
-  return true;
-}
+/* tm_dump (tests/model.c), which also fails on a listed namespace without
+ * items. */
+typedef tm_buf dump;
 
 static dump dump_of(const tally_agg *agg) {
-  dump d;
-  memset(&d, 0, sizeof d);
-  d.agg = agg;
-  dump_put(&d, "D", 1);
-  assert_int_equal(tally_agg_namespaces(agg, dump_ns, &d), TALLY_OK);
+  dump d = {NULL, 0, 0};
+  assert_int_equal(tm_dump(agg, &d), TALLY_OK);
   return d;
 }
 
