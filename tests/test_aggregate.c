@@ -1329,6 +1329,11 @@ static void test_scan_and_batch(void **state) {
   assert_int_equal(tally_agg_count_batch(f->agg, NULL, 0, NULL), TALLY_OK);
   assert_int_equal(tally_agg_sum_batch(f->agg, NULL, 0, NULL), TALLY_OK);
   assert_int_equal(tally_agg_at_batch(f->agg, NULL, 0, NULL), TALLY_OK);
+  /* Missing arrays for a non-empty batch, or no aggregate. */
+  assert_int_equal(tally_agg_count_batch(f->agg, NULL, 1, counts),
+                   TALLY_EINVAL);
+  assert_int_equal(tally_agg_sum_batch(f->agg, q, 1, NULL), TALLY_EINVAL);
+  assert_int_equal(tally_agg_at_batch(NULL, q, 1, items), TALLY_EINVAL);
   assert_int_equal(tally_agg_count_batch(f->agg, NULL, 1, counts),
                    TALLY_EINVAL);
   assert_int_equal(tally_agg_sum_batch(f->agg, q, 1, NULL), TALLY_EINVAL);
