@@ -1,5 +1,5 @@
 /*
- * status.c - result codes: their names and messages.
+ * status.c - result codes (their names and messages) and the version.
  *
  * Both tables are generated from TALLY_ERRNO_MAP in tally.h, so a code, its
  * name and its text cannot drift apart. Codes are 0 and small negatives;
@@ -30,3 +30,7 @@ const char *tally_errname(int code) {
     return "UNKNOWN";
   }
 }
+
+const char *tally_version(void) { return TALLY_VERSION_STRING; }
+
+int tally_version_number(void) { return TALLY_VERSION_NUMBER; }

@@ -15,7 +15,7 @@ static void test_every_code_has_text(void **state) {
   seen++;
   TALLY_ERRNO_MAP(TALLY__XX)
 #undef TALLY__XX
-  assert_int_equal(seen, 12);
+  assert_int_equal(seen, 16);
 }
 
 static void test_codes_are_contiguous_and_stable(void **state) {
@@ -32,8 +32,19 @@ static void test_codes_are_contiguous_and_stable(void **state) {
   assert_int_equal(TALLY_ETRIGGER, -9);
   assert_int_equal(TALLY_EBADTXN, -10);
   assert_int_equal(TALLY_EDEPTH, -11);
+  assert_int_equal(TALLY_ESTALE, -15);
   for (int c = TALLY__STATUS_END + 1; c <= 0; c++)
     assert_string_not_equal(tally_errname(c), "UNKNOWN");
+}
+
+static void test_version_agrees_with_header(void **state) {
+  (void)state;
+  assert_string_equal(tally_version(), TALLY_VERSION_STRING);
+  assert_int_equal(tally_version_number(), TALLY_VERSION_NUMBER);
+  assert_int_equal(TALLY_VERSION_NUMBER, TALLY_VERSION_MAJOR * 10000 +
+                                             TALLY_VERSION_MINOR * 100 +
+                                             TALLY_VERSION_PATCH);
+  assert_true(TALLY_VERSION_NUMBER >= 200);
 }
 
 static void test_unknown_codes_fall_back(void **state) {
@@ -51,6 +62,7 @@ int main(void) {
       cmocka_unit_test(test_every_code_has_text),
       cmocka_unit_test(test_codes_are_contiguous_and_stable),
       cmocka_unit_test(test_unknown_codes_fall_back),
+      cmocka_unit_test(test_version_agrees_with_header),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
