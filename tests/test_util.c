@@ -166,13 +166,6 @@ tally_bytes tu_key_pair(tally_keybuf *kb, const char *s, int64_t v) {
   return out;
 }
 
-tally_bound tu_bound(tally_bytes key, tally_bytes id, bool has_id,
-                     bool inclusive) {
-  if (has_id)
-    return inclusive ? tally_incl_id(key, id) : tally_excl_id(key, id);
-  return inclusive ? tally_incl(key) : tally_excl(key);
-}
-
 tally_bounds tu_bounds(const tally_bound *lower, const tally_bound *upper,
                        const tally_bytes *eq, const tally_bytes *prefix) {
   tally_bounds b = tally_bounds_all();

@@ -66,11 +66,8 @@ tally_bytes tu_key_int(tally_keybuf *kb, int64_t v);
 tally_bytes tu_key_str(tally_keybuf *kb, const char *s);
 tally_bytes tu_key_pair(tally_keybuf *kb, const char *s, int64_t v);
 
-/* Bounds from the shape older tests use: one side from (key, id, has_id,
- * inclusive); bounds from optional pointers (NULL = that part absent).
- * The results borrow the bytes, like the public constructors. */
-tally_bound tu_bound(tally_bytes key, tally_bytes id, bool has_id,
-                     bool inclusive);
+/* Bounds from optional parts (NULL = that part absent), the shape older
+ * tests use. The result borrows the bytes, like the public constructors. */
 tally_bounds tu_bounds(const tally_bound *lower, const tally_bound *upper,
                        const tally_bytes *eq, const tally_bytes *prefix);
 
