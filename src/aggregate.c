@@ -97,15 +97,23 @@ static int agg_check_bytes(tally_bytes b, size_t max) {
   return TALLY_OK;
 }
 
+/* Keys and namespaces are 1..TALLY_KEY_MAX bytes: the key builder never
+ * makes an empty one, and an empty view is refused rather than taken as a
+ * key of its own. */
+static int agg_check_key(tally_bytes key) {
+  int rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  return rc == TALLY_OK && key.len == 0 ? TALLY_EBADKEY : rc;
+}
+
 static int agg_check_ns(const tally_bytes *ns) {
-  return ns == NULL ? TALLY_OK : agg_check_bytes(*ns, TALLY_KEY_MAX);
+  return ns == NULL ? TALLY_OK : agg_check_key(*ns);
 }
 
 static int agg_check_item(const tally_bytes *ns, tally_bytes key,
                           tally_bytes id) {
   int rc = agg_check_ns(ns);
   if (rc == TALLY_OK)
-    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+    rc = agg_check_key(key);
   if (rc == TALLY_OK)
     rc = agg_check_bytes(id, TALLY_ID_MAX);
   return rc;
@@ -1039,7 +1047,7 @@ int tally_agg_index_of(const tally_agg *agg, const tally_bytes *ns,
     return TALLY_EINVAL;
   rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
   if (rc == TALLY_OK)
-    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+    rc = agg_check_key(key);
   if (rc == TALLY_OK && id != NULL)
     rc = agg_check_bytes(*id, TALLY_ID_MAX);
   if (rc != TALLY_OK)
@@ -1397,7 +1405,7 @@ int tally_cursor_seek(tally_cursor *c, tally_rel rel, tally_bytes key,
   if (c == NULL || (rel != TALLY_LT && rel != TALLY_LE && rel != TALLY_GE &&
                     rel != TALLY_GT))
     return TALLY_EINVAL;
-  rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  rc = agg_check_key(key);
   if (rc == TALLY_OK && id != NULL)
     rc = agg_check_bytes(*id, TALLY_ID_MAX);
   if (rc != TALLY_OK)
