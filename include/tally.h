@@ -657,33 +657,85 @@ TALLY_API int tally_agg_random(const tally_agg *agg, const tally_bytes *ns,
 /* Longest pagination cursor, in bytes. */
 #define TALLY_PAGE_CURSOR_MAX (TALLY_KEY_MAX + TALLY_ID_MAX + 16)
 
-/* A pagination cursor returned by tally_agg_paginate: opaque bytes the
- * caller may store anywhere (e.g. hand to a web client) and pass back. */
+/*
+ * A pagination cursor: opaque bytes naming the position after the last
+ * item of a page, and the order of its pages. The caller may store the
+ * bytes anywhere (e.g. hand them to a web client) and rebuild the cursor
+ * from them with tally_page_cursor_set. Since it names a position, not an
+ * offset, it stays valid across writes. A cursor continues pages of the
+ * order it was made for: given to the other order it is TALLY_EINVAL.
+ * len 0 is the end marker (the pages are done).
+ */
 typedef struct tally_page_cursor {
   size_t len;                                /* bytes used; 0 = end marker */
   unsigned char data[TALLY_PAGE_CURSOR_MAX]; /* opaque */
 } tally_page_cursor;
 
 /*
- * tally_agg_paginate - one page of admitted items in order.
- * @param[in]  cursor    NULL for the first page; else the bytes of a cursor
- *                       returned earlier (a length of 0 is the end marker:
- *                       empty page, done). The cursor names a position, not
- *                       an offset, so it stays valid across writes: the
- *                       next page starts strictly after the last item
- *                       returned, and the bound on that side is replaced by
- *                       it. A malformed cursor is TALLY_EINVAL.
+ * tally_page_cursor_set - rebuild a cursor from its bytes (as stored by the
+ * caller). The bytes are checked by tally_agg_paginate, not here.
+ * @return TALLY_OK; TALLY_EINVAL (NULL c, bytes with data NULL and len > 0,
+ *         or longer than TALLY_PAGE_CURSOR_MAX). O(len).
+ */
+TALLY_API int tally_page_cursor_set(tally_page_cursor *c, tally_bytes bytes);
+
+/*
+ * A page of items filled by tally_agg_paginate: tally_entry views into
+ * the page's own buffer, so a page of small items costs about what its
+ * items are. Reuse one page for every page of a listing; each
+ * tally_agg_paginate replaces its content (views of the previous content
+ * become invalid). Pages are independent of aggregates: later writes to the
+ * aggregate do not change a filled page.
+ */
+typedef struct tally_page tally_page;
+
+/* tally_page_new - an empty page. TALLY_EINVAL (NULL out, incomplete
+ * allocator); TALLY_ENOMEM. O(1). */
+TALLY_API int tally_page_new(const tally_allocator *alloc, tally_page **out);
+/* tally_page_free - free the page; NULL is a no-op. */
+TALLY_API void tally_page_free(tally_page *p);
+/* tally_page_count - items in the page (0 for NULL). O(1). */
+TALLY_API size_t tally_page_count(const tally_page *p);
+/* tally_page_items - the items, in page order (NULL when empty). The views
+ * stay valid until the page is filled again or freed. O(1). */
+TALLY_API const tally_entry *tally_page_items(const tally_page *p);
+/* tally_page_done - true when no admitted item remains after this page. */
+TALLY_API bool tally_page_done(const tally_page *p);
+/* tally_page_next - the cursor for the following page (len 0 when done);
+ * owned by the page, valid until it is filled again: copy it to keep it. */
+TALLY_API const tally_page_cursor *tally_page_next(const tally_page *p);
+
+/*
+ * tally_agg_paginate - fill page with up to page_size admitted items in
+ * order, starting after cursor.
+ *
+ *     const tally_page_cursor *cur = NULL;
+ *     do {
+ *       rc = tally_agg_paginate(agg, ns, &bounds, TALLY_ASC, cur, 20, page);
+ *       ... tally_page_items(page)[0 .. tally_page_count(page)) ...
+ *       cur = tally_page_next(page);
+ *     } while (rc == TALLY_OK && !tally_page_done(page));
+ *
+ * (Pass the page's own cursor as shown, or a copy: the page writes the
+ * next cursor only after it has read the one given.)
+ * @param[in]  cursor    NULL for the first page; else a cursor from an
+ *                       earlier page of the same order (the end marker,
+ *                       len 0, gives an empty page, done). The cursor
+ *                       narrows the bounds, never widens them: a page
+ *                       holds only items the bounds admit, whatever
+ *                       cursor is given. A malformed cursor, or one made
+ *                       for the other order, is TALLY_EINVAL.
  * @param[in]  page_size maximum items; 0 is TALLY_EINVAL.
- * @param[out] items     array of page_size items; *n_items are filled.
- * @param[out] next      cursor for the next page (len 0 when done).
- * @param[out] done      true when no admitted item remains after this page.
- * O(B log n + page_size).
+ * @param[out] page      filled on success; on error its content is
+ *                       unspecified (but valid to reuse or free).
+ * @return TALLY_OK; TALLY_EINVAL (NULL page, bad order or cursor,
+ *         page_size 0, bad bounds); TALLY_EBADKEY; TALLY_ENOMEM (the page's
+ *         buffers). O(B log n + page_size).
  */
 TALLY_API int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
                                  const tally_bounds *bounds, tally_order order,
-                                 const tally_bytes *cursor, size_t page_size,
-                                 tally_item *items, size_t *n_items,
-                                 tally_page_cursor *next, bool *done);
+                                 const tally_page_cursor *cursor,
+                                 size_t page_size, tally_page *page);
 
 /*
  * tally_agg_scan - call fn for each admitted item in order until it

@@ -685,6 +685,7 @@ int main(void) {
       cmocka_unit_test(test_one_line_keys),
       cmocka_unit_test(test_sum_limit),
       cmocka_unit_test(test_null_refused),
+
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
