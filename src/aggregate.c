@@ -36,11 +36,15 @@
  *     agg_born_in_txn).
  *  5. version grows on every write that reached the trees and on every
  *     rollback; cursors positioned under an older version refuse to move.
+ *  6. doom is TALLY_OK outside a transaction and whenever doom_on_fail is
+ *     false; once set, every write returns TALLY_EBADTXN until the
+ *     transaction ends.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "agg_int.h"
 #include "btree_int.h"
 
 /* One named namespace: a copy of its bytes and its tree. */
@@ -61,6 +65,9 @@ struct tally_agg {
   uint64_t version;   /* bumped by writes and rollbacks (invariant 5) */
   uint64_t txn;       /* serial of the open (or last) transaction */
   uint64_t none_born; /* txn serial none was created in; 0 outside */
+  bool doom_on_fail;  /* the open transaction fails with its first failed
+                         write (set by a tally_db for its transactions) */
+  int doom;           /* that first failure, TALLY_OK until then */
 };
 
 struct tally_cursor {
@@ -90,22 +97,32 @@ static int agg_check_bytes(tally_bytes b, size_t max) {
   return TALLY_OK;
 }
 
+/* Keys and namespaces are 1..TALLY_KEY_MAX bytes: the key builder never
+ * makes an empty one, and an empty view is refused rather than taken as a
+ * key of its own. */
+static int agg_check_key(tally_bytes key) {
+  int rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  return rc == TALLY_OK && key.len == 0 ? TALLY_EBADKEY : rc;
+}
+
 static int agg_check_ns(const tally_bytes *ns) {
-  return ns == NULL ? TALLY_OK : agg_check_bytes(*ns, TALLY_KEY_MAX);
+  return ns == NULL ? TALLY_OK : agg_check_key(*ns);
 }
 
 static int agg_check_item(const tally_bytes *ns, tally_bytes key,
                           tally_bytes id) {
   int rc = agg_check_ns(ns);
   if (rc == TALLY_OK)
-    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+    rc = agg_check_key(key);
   if (rc == TALLY_OK)
     rc = agg_check_bytes(id, TALLY_ID_MAX);
   return rc;
 }
 
+/* Finite and at most TALLY_SUM_MAX in magnitude: no total of any subtree
+ * can then overflow, so no total is ever inf or NaN. */
 static int agg_check_sum(double sum) {
-  return isfinite(sum) ? TALLY_OK : TALLY_EINVAL;
+  return isfinite(sum) && fabs(sum) <= TALLY_SUM_MAX ? TALLY_OK : TALLY_EINVAL;
 }
 
 static const unsigned char *agg_data(tally_bytes b) {
@@ -425,7 +442,7 @@ unsigned tally_agg_node_size(const tally_agg *agg) {
 /* Writes                                                                    */
 /* ------------------------------------------------------------------------ */
 
-int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+static int agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
                      tally_bytes id, double sum) {
   tally__tree *t;
   size_t mark;
@@ -452,7 +469,7 @@ int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
   return agg_finish(agg, mark, rc);
 }
 
-int tally_agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+static int agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
                      tally_bytes id) {
   tally__tree *t;
   size_t mark;
@@ -569,7 +586,7 @@ static int agg_move(tally_agg *agg, const tally_bytes *old_ns,
   return rc;
 }
 
-int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
+static int agg_replace(tally_agg *agg, const tally_bytes *old_ns,
                       tally_bytes old_key, tally_bytes id,
                       const tally_bytes *new_ns, tally_bytes new_key,
                       double new_sum) {
@@ -577,7 +594,7 @@ int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
                   AGG_MOVE_STRICT, NULL);
 }
 
-int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
+static int agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
                                 tally_bytes old_key, tally_bytes id,
                                 const tally_bytes *new_ns,
                                 tally_bytes new_key, double new_sum,
@@ -586,17 +603,17 @@ int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
                   AGG_MOVE_UPSERT, changed);
 }
 
-int tally_agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
+static int agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
                                tally_bytes key, tally_bytes id, double sum,
                                bool *changed) {
   /* An upsert is a replace_or_insert of the item onto itself. */
   return agg_move(agg, ns, key, id, ns, key, sum, AGG_MOVE_UPSERT, changed);
 }
 
-int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
+static int agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
                                tally_bytes key, tally_bytes id,
                                bool *changed) {
-  int rc = tally_agg_delete(agg, ns, key, id);
+  int rc = agg_delete(agg, ns, key, id);
   bool did = rc == TALLY_OK;
   if (rc == TALLY_ENOTFOUND)
     rc = TALLY_OK; /* decision 5: no namespace is created either */
@@ -605,8 +622,8 @@ int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
   return rc;
 }
 
-int tally_agg_load(tally_agg *agg, const tally_bytes *ns,
-                   const tally_entry *items, size_t n) {
+static int agg_load(tally_agg *agg, const tally_bytes *ns,
+                    const tally_entry *items, size_t n) {
   tally__tree *t;
   size_t i, mark;
   int rc;
@@ -644,7 +661,7 @@ int tally_agg_load(tally_agg *agg, const tally_bytes *ns,
   return agg_finish(agg, mark, rc);
 }
 
-int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
+static int agg_clear(tally_agg *agg, const tally_bytes *ns) {
   tally__tree *t;
   size_t mark;
   int rc;
@@ -663,7 +680,7 @@ int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
   return agg_finish(agg, mark, rc);
 }
 
-int tally_agg_clear_all(tally_agg *agg) {
+static int agg_clear_all(tally_agg *agg) {
   size_t mark;
   int rc = TALLY_OK;
 
@@ -685,6 +702,91 @@ int tally_agg_clear_all(tally_agg *agg) {
   return agg_finish(agg, mark, rc);
 }
 
+/*
+ * The public writes: refused once the transaction is doomed, and a failure
+ * dooms it when the aggregate takes part in a tally_db transaction
+ * (invariant 6).
+ */
+static int agg_note(tally_agg *agg, int rc) {
+  if (rc != TALLY_OK && agg != NULL)
+    tally__agg_doom(agg, rc);
+  return rc;
+}
+
+static bool agg_doomed(const tally_agg *agg) {
+  return agg != NULL && agg->doom != TALLY_OK;
+}
+
+int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+                     tally_bytes id, double sum) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_insert(agg, ns, key, id, sum));
+}
+
+int tally_agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+                     tally_bytes id) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_delete(agg, ns, key, id));
+}
+
+int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
+                      tally_bytes old_key, tally_bytes id,
+                      const tally_bytes *new_ns, tally_bytes new_key,
+                      double new_sum) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_replace(agg, old_ns, old_key, id, new_ns, new_key,
+                                   new_sum));
+}
+
+int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
+                                tally_bytes old_key, tally_bytes id,
+                                const tally_bytes *new_ns,
+                                tally_bytes new_key, double new_sum,
+                                bool *changed) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_replace_or_insert(agg, old_ns, old_key, id, new_ns,
+                                             new_key, new_sum, changed));
+}
+
+int tally_agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
+                               tally_bytes key, tally_bytes id, double sum,
+                               bool *changed) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_insert_if_absent(agg, ns, key, id, sum, changed));
+}
+
+int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
+                               tally_bytes key, tally_bytes id,
+                               bool *changed) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_delete_if_exists(agg, ns, key, id, changed));
+}
+
+int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_clear(agg, ns));
+}
+
+int tally_agg_clear_all(tally_agg *agg) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_clear_all(agg));
+}
+
+int tally_agg_load(tally_agg *agg, const tally_bytes *ns,
+                   const tally_entry *items, size_t n) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_load(agg, ns, items, n));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */
 /* ------------------------------------------------------------------------ */
@@ -696,6 +798,8 @@ int tally_agg_begin(tally_agg *agg) {
     return TALLY_EBADTXN;
   agg->in_txn = true;
   agg->txn++;
+  agg->doom_on_fail = false;
+  agg->doom = TALLY_OK;
   return TALLY_OK;
 }
 
@@ -704,8 +808,11 @@ int tally_agg_commit(tally_agg *agg) {
     return TALLY_EINVAL;
   if (!agg->in_txn)
     return TALLY_EBADTXN;
+  if (agg->doom != TALLY_OK)
+    return TALLY_EBADTXN; /* a doomed transaction can only roll back */
   tally__undo_commit(&agg->cx.undo);
   agg->in_txn = false;
+  agg->doom_on_fail = false;
   return TALLY_OK;
 }
 
@@ -715,8 +822,22 @@ void tally_agg_rollback(tally_agg *agg) {
   /* The log was empty at begin (invariant 4), so 0 is begin's mark. */
   tally__undo_rollback(&agg->cx.undo, 0);
   agg->in_txn = false;
+  agg->doom_on_fail = false;
+  agg->doom = TALLY_OK;
   agg->version++;
 }
+
+void tally__agg_doom_on_fail(tally_agg *agg) {
+  if (agg->in_txn)
+    agg->doom_on_fail = true;
+}
+
+void tally__agg_doom(tally_agg *agg, int rc) {
+  if (agg->in_txn && agg->doom_on_fail && agg->doom == TALLY_OK)
+    agg->doom = rc;
+}
+
+int tally__agg_doomed(const tally_agg *agg) { return agg->doom; }
 
 bool tally_agg_in_txn(const tally_agg *agg) {
   return agg != NULL && agg->in_txn;
@@ -972,7 +1093,7 @@ int tally_agg_index_of(const tally_agg *agg, const tally_bytes *ns,
     return TALLY_EINVAL;
   rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
   if (rc == TALLY_OK)
-    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+    rc = agg_check_key(key);
   if (rc == TALLY_OK && id != NULL)
     rc = agg_check_bytes(*id, TALLY_ID_MAX);
   if (rc != TALLY_OK)
@@ -1330,7 +1451,7 @@ int tally_cursor_seek(tally_cursor *c, tally_rel rel, tally_bytes key,
   if (c == NULL || (rel != TALLY_LT && rel != TALLY_LE && rel != TALLY_GE &&
                     rel != TALLY_GT))
     return TALLY_EINVAL;
-  rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  rc = agg_check_key(key);
   if (rc == TALLY_OK && id != NULL)
     rc = agg_check_bytes(*id, TALLY_ID_MAX);
   if (rc != TALLY_OK)

@@ -398,16 +398,25 @@ static void test_write_arg_errors(void **state) {
   assert_int_equal(tally_agg_clear(NULL, NULL), TALLY_EINVAL);
   assert_int_equal(tally_agg_clear_all(NULL), TALLY_EINVAL);
 
-  /* the limits themselves are fine, and so are empty keys and ids */
+  /* the limits themselves are fine, and so are empty ids; empty keys and
+   * namespaces are not keys at all */
   assert_int_equal(tally_agg_insert(f->agg, &maxkey, maxkey, maxid, 1),
                    TALLY_OK);
   CHECK(f->agg);
-  assert_int_equal(tally_agg_insert(f->agg, &empty, empty, empty, 2),
+  FAILS_UNCHANGED(f->agg, TALLY_EBADKEY,
+                  tally_agg_insert(f->agg, &empty, maxkey, empty, 2));
+  FAILS_UNCHANGED(f->agg, TALLY_EBADKEY,
+                  tally_agg_insert(f->agg, NULL, empty, empty, 2));
+  FAILS_UNCHANGED(f->agg, TALLY_EBADKEY,
+                  tally_agg_delete(f->agg, NULL, empty, empty));
+  FAILS_UNCHANGED(f->agg, TALLY_EBADKEY, tally_agg_clear(f->agg, &empty));
+  assert_int_equal(tally_agg_count(f->agg, &empty, NULL, &(uint64_t){0}),
+                   TALLY_EBADKEY);
+  assert_int_equal(tally_agg_insert(f->agg, NULL, maxkey, empty, 2),
                    TALLY_OK);
   CHECK(f->agg);
   assert_int_equal(cnt(f->agg, &maxkey, NULL), 1);
-  assert_int_equal(cnt(f->agg, &empty, NULL), 1);
-  assert_int_equal(tally_agg_namespace_count(f->agg), 4);
+  assert_int_equal(tally_agg_namespace_count(f->agg), 3);
   fx_close(f);
 }
 

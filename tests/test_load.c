@@ -454,6 +454,12 @@ static void test_load_errors(void **state) {
   ld_expect(agg, NULL, e, n, TALLY_EINVAL);
   e[0].sum = -INFINITY;
   ld_expect(agg, NULL, e, 1, TALLY_EINVAL);
+  e[0].sum = 2 * TALLY_SUM_MAX;
+  ld_expect(agg, NULL, e, 1, TALLY_EINVAL);
+  /* an empty key */
+  memcpy(e, s.e, n * sizeof *e);
+  e[0].key.len = 0;
+  ld_expect(agg, NULL, e, n, TALLY_EBADKEY);
   /* oversized key (last item, so that the order still holds), id, ns */
   memset(huge, 0xff, sizeof huge);
   memcpy(e, s.e, n * sizeof *e);
