@@ -623,6 +623,45 @@ static int agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
   return rc;
 }
 
+static int agg_load(tally_agg *agg, const tally_bytes *ns,
+                    const tally_entry *items, size_t n) {
+  tally__tree *t;
+  size_t i, mark;
+  int rc;
+
+  if (agg == NULL || (items == NULL && n > 0))
+    return TALLY_EINVAL;
+  rc = agg_check_ns(ns);
+  for (i = 0; rc == TALLY_OK && i < n; i++) {
+    const tally_entry *e = &items[i];
+    rc = agg_check_item(NULL, e->key, e->id);
+    if (rc == TALLY_OK)
+      rc = agg_check_sum(e->sum);
+    if (rc == TALLY_OK && i > 0) {
+      const tally_entry *d = &items[i - 1];
+      int c = agg_cmp(agg_data(d->key), d->key.len, agg_data(e->key),
+                      e->key.len);
+      if (c == 0)
+        c = agg_cmp(agg_data(d->id), d->id.len, agg_data(e->id), e->id.len);
+      if (c >= 0)
+        rc = TALLY_EINVAL;
+    }
+  }
+  if (rc != TALLY_OK)
+    return rc;
+  if (agg_tree(agg, ns) != NULL)
+    return TALLY_EEXISTS;
+  if (n == 0)
+    return TALLY_OK; /* an empty namespace does not exist (invariant 2) */
+  /* The tree is new in this write: its "new tree" record frees it whole,
+   * nodes and all, on rollback, so the load itself logs nothing. */
+  mark = tally__undo_mark(&agg->cx.undo);
+  rc = agg_tree_for_write(agg, ns, true, &t);
+  if (rc == TALLY_OK)
+    rc = tally__tree_load(&agg->cx, t, items, n);
+  return agg_finish(agg, mark, rc);
+}
+
 static int agg_clear(tally_agg *agg, const tally_bytes *ns) {
   tally__tree *t;
   size_t mark;
@@ -740,6 +779,13 @@ int tally_agg_clear_all(tally_agg *agg) {
   if (agg_doomed(agg))
     return TALLY_EBADTXN;
   return agg_note(agg, agg_clear_all(agg));
+}
+
+int tally_agg_load(tally_agg *agg, const tally_bytes *ns,
+                   const tally_entry *items, size_t n) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_load(agg, ns, items, n));
 }
 
 /* ------------------------------------------------------------------------ */
