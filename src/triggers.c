@@ -39,7 +39,7 @@
 
 #include "alloc_int.h"
 
-/* Default cascade limit (SEMANTICS decision 13: at least 16). */
+/* Default cascade limit (README.md, Behaviour contract §7.6). */
 #define TRIG_DEFAULT_DEPTH 16
 
 typedef struct trig_entry {
