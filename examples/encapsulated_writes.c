@@ -42,19 +42,21 @@ static const char *const owners[N_OWNERS] = {"ana", "bo", "cy"};
 
 /* --- the extractors: task row -> item ---------------------------------- */
 
-static int task_ns(const void *row, tally_keybuf *ns, bool *has_ns, void *ud) {
-  return tally_key_cstr(ns, owners[((const task *)row)->owner]);
+/* Each gets a tally_row: table name (NULL here), row id and the row. */
+static int task_ns(const tally_row *row, tally_keybuf *ns, bool *has_ns,
+                   void *ud) {
+  return tally_key_cstr(ns, owners[((const task *)row->data)->owner]);
 }
-static int task_key(const void *row, tally_keybuf *k, void *ud) {
-  const task *t = row;
+static int task_key(const tally_row *row, tally_keybuf *k, void *ud) {
+  const task *t = row->data;
   tally_key_tuple_begin(k);
   tally_key_bool(k, t->done);
   tally_key_int(k, t->priority);
   tally_key_int(k, t->due);
   return tally_key_tuple_end(k); /* errors are sticky: the last one tells */
 }
-static int task_hours(const void *row, double *sum, void *ud) {
-  *sum = ((const task *)row)->hours;
+static int task_hours(const tally_row *row, double *sum, void *ud) {
+  *sum = ((const task *)row->data)->hours;
   return 0;
 }
 
@@ -80,7 +82,7 @@ static int task_add(const task *t, int *id_out) {
     id++;
   if (id == MAX_TASKS || !task_ok(t))
     return TALLY_EINVAL;
-  int rc = tally_table_insert(queue, tally_id_int(id, idbuf), t);
+  int rc = tally_table_insert(queue, NULL, tally_id_int(id, idbuf), t);
   if (rc == TALLY_OK) {
     rows[id] = *t;
     used[id] = true;
@@ -92,7 +94,8 @@ static int task_update(int id, const task *t) {
   unsigned char idbuf[8];
   if (id < 0 || id >= MAX_TASKS || !used[id] || !task_ok(t))
     return TALLY_EINVAL;
-  int rc = tally_table_replace(queue, tally_id_int(id, idbuf), &rows[id], t);
+  int rc = tally_table_replace(queue, NULL, tally_id_int(id, idbuf),
+                               &rows[id], t);
   if (rc == TALLY_OK)
     rows[id] = *t;
   return rc;
@@ -101,7 +104,8 @@ static int task_remove(int id) {
   unsigned char idbuf[8];
   if (id < 0 || id >= MAX_TASKS || !used[id])
     return TALLY_EINVAL;
-  int rc = tally_table_delete(queue, tally_id_int(id, idbuf), &rows[id]);
+  int rc =
+      tally_table_delete(queue, NULL, tally_id_int(id, idbuf), &rows[id]);
   if (rc == TALLY_OK)
     used[id] = false;
   return rc;
@@ -169,8 +173,9 @@ static void report(void) {
       for (int j = 0; j < MAX_TASKS; j++)
         want_place += used[j] && rows[j].owner == o && before(j, id);
       unsigned char idbuf[8];
-      check(tally_table_index_of_row(queue, tally_id_int(id, idbuf), &rows[id],
-                                     &open, TALLY_ASC, &place), "index_of_row");
+      check(tally_table_index_of_row(queue, NULL, tally_id_int(id, idbuf),
+                                     &rows[id], &open, TALLY_ASC, &place),
+            "index_of_row");
       expect("place in queue", (long)place, want_place);
     }
     expect("tasks", (long)all, want_all);

@@ -164,13 +164,14 @@ static void lb_validate(lb *b) {
 
 /* ---- extractors and the anti-cheat trigger ------------------------------ */
 
-static int lb_x_score(const void *row, tally_keybuf *key, void *udata) {
+static int lb_x_score(const tally_row *r, tally_keybuf *key, void *udata) {
+  const void *row = r->data;
   (void)udata;
   return tally_key_int(key, ((const sqlite_row *)row)->score);
 }
 
-static int lb_x_game_score(const void *row, tally_keybuf *key, void *udata) {
-  const sqlite_row *r = row;
+static int lb_x_game_score(const tally_row *x, tally_keybuf *key, void *udata) {
+  const sqlite_row *r = x->data;
   int rc = tally_key_tuple_begin(key);
   if (rc == TALLY_OK)
     rc = tally_key_cstr(key, r->game);
@@ -182,14 +183,16 @@ static int lb_x_game_score(const void *row, tally_keybuf *key, void *udata) {
   return rc;
 }
 
-static int lb_x_points(const void *row, double *sum, void *udata) {
+static int lb_x_points(const tally_row *r, double *sum, void *udata) {
+  const void *row = r->data;
   (void)udata;
   *sum = (double)((const sqlite_row *)row)->score;
   return 0;
 }
 
-static int lb_x_game(const void *row, tally_keybuf *ns, bool *has_ns,
+static int lb_x_game(const tally_row *r, tally_keybuf *ns, bool *has_ns,
                      void *udata) {
+  const void *row = r->data;
   (void)udata;
   (void)has_ns; /* starts out true: every row has a game */
   return tally_key_cstr(ns, ((const sqlite_row *)row)->game);

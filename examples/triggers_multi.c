@@ -111,19 +111,21 @@ static void st_release(void *ud, const char *table, const void *row) {
 
 /* --- extractors: how a row of "orders" becomes an item ------------------ */
 
-static int key_amount(const void *row, tally_keybuf *k, void *ud) {
-  return tally_key_double(k, ((const order *)row)->amount);
+/* Each extractor gets a tally_row: the table name, the row's id and the
+ * store's row (row->data). */
+static int key_amount(const tally_row *row, tally_keybuf *k, void *ud) {
+  return tally_key_double(k, ((const order *)row->data)->amount);
 }
-static int key_customer(const void *row, tally_keybuf *k, void *ud) {
-  return tally_key_int(k, ((const order *)row)->customer);
+static int key_customer(const tally_row *row, tally_keybuf *k, void *ud) {
+  return tally_key_int(k, ((const order *)row->data)->customer);
 }
-static int sum_amount(const void *row, double *sum, void *ud) {
-  *sum = ((const order *)row)->amount;
+static int sum_amount(const tally_row *row, double *sum, void *ud) {
+  *sum = ((const order *)row->data)->amount;
   return 0;
 }
-static int ns_region(const void *row, tally_keybuf *ns, bool *has_ns,
+static int ns_region(const tally_row *row, tally_keybuf *ns, bool *has_ns,
                      void *ud) {
-  return tally_key_cstr(ns, ((const order *)row)->region);
+  return tally_key_cstr(ns, ((const order *)row->data)->region);
 }
 
 /* --- the program's own trigger ----------------------------------------- */

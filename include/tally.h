@@ -160,6 +160,16 @@ typedef struct tally_allocator {
 #define TALLY_ID_MAX 64
 
 /*
+ * Largest magnitude of an item's sum value: 2^958 (about 2.4e288). With
+ * every item within it, the total of any set of items (even 2^64 of them)
+ * stays finite, so no count or sum the tree caches is ever inf or NaN and
+ * every total depends only on the items, not on the tree's shape (up to
+ * the rounding of double addition; integer-valued sums are exact while
+ * they stay within 2^53). Larger values are refused with TALLY_EINVAL.
+ */
+#define TALLY_SUM_MAX 0x1p958
+
+/*
  * One item copied out of an aggregate: (key, id, sum). Keys and ids are
  * copied into the inline buffers, so the item stays valid after any later
  * write. About 600 bytes: fine on the stack, arrays of them for pages.
@@ -418,8 +428,12 @@ typedef enum tally_order { TALLY_ASC = 0, TALLY_DESC = 1 } tally_order;
 /*
  * Common to every write: ns NULL = no namespace; keys and namespaces up to
  * TALLY_KEY_MAX bytes, ids up to TALLY_ID_MAX (else TALLY_EBADKEY); sums
- * must be finite (NaN or infinity is TALLY_EINVAL); agg NULL is
- * TALLY_EINVAL; TALLY_ENOMEM leaves everything unchanged. Writes that
+ * must be finite and at most TALLY_SUM_MAX in magnitude (else
+ * TALLY_EINVAL); agg NULL is TALLY_EINVAL; TALLY_ENOMEM leaves everything
+ * unchanged. Inside a tally_db transaction (tally_db_transact) the first
+ * failed write of an aggregate of that db dooms the transaction, as every
+ * failed write there does: later writes return TALLY_EBADTXN and
+ * everything rolls back at its end. Writes that
  * change something invalidate open cursors. Each is O(B log n). changed
  * (optional, may be NULL) reports whether the call modified anything.
  */
@@ -513,7 +527,9 @@ TALLY_API int tally_agg_clear_all(tally_agg *agg);
 TALLY_API int tally_agg_begin(tally_agg *agg);
 
 /* tally_agg_commit - keep the transaction's writes and release its undo
- * records. TALLY_EBADTXN if none is open. O(records). */
+ * records. TALLY_EBADTXN if none is open, or if it was doomed by a failed
+ * write inside a tally_db transaction (then only rollback ends it).
+ * O(records). */
 TALLY_API int tally_agg_commit(tally_agg *agg);
 
 /*
@@ -729,10 +745,6 @@ TALLY_API int tally_cursor_rank(const tally_cursor *c, uint64_t *rank);
 TALLY_API int tally_agg_validate(const tally_agg *agg, char *msg,
                                  size_t msglen);
 
-/* ========================================================================= */
-/* TABLES AND TRIGGERS (issue 3) - section owned by the triggers work.        */
-/* ========================================================================= */
-
 /* ------------------------------------------------------------------------ */
 /* Table aggregates: an aggregate fed from rows of one table                 */
 /* ------------------------------------------------------------------------ */
@@ -746,17 +758,31 @@ TALLY_API int tally_agg_validate(const tally_agg *agg, char *msg,
 typedef struct tally_table tally_table;
 
 /*
+ * A row as extractors see it: the table it belongs to, its id and the
+ * store's row. Everything is borrowed for the extractor call.
+ */
+typedef struct tally_row {
+  const char *table; /* the row's table; NULL when the caller passed none */
+  tally_bytes id;    /* the row's id */
+  const void *data;  /* the store's row, opaque to tally; never NULL */
+} tally_row;
+
+/*
  * Extractors. Each returns 0 on success; any other value makes the calling
  * operation fail with TALLY_EHOOK and change nothing (the raw value is kept:
  * tally_table_hook_error). They must not modify the table aggregate.
  * key: append exactly one key to *key (already initialised).
- * sum: store the row's sum value (must be finite, else TALLY_EINVAL).
+ * sum: store the row's sum value (finite, |sum| <= TALLY_SUM_MAX, else
+ *      TALLY_EINVAL).
  * ns:  set *has_ns = false for "no namespace", or build one key into *ns.
+ * A key or namespace the extractor leaves unfinished (a tuple still open,
+ * nothing appended) or too long is TALLY_EBADKEY.
  */
-typedef int (*tally_key_fn)(const void *row, tally_keybuf *key, void *udata);
-typedef int (*tally_sum_fn)(const void *row, double *sum, void *udata);
-typedef int (*tally_ns_fn)(const void *row, tally_keybuf *ns, bool *has_ns,
-                           void *udata);
+typedef int (*tally_key_fn)(const tally_row *row, tally_keybuf *key,
+                            void *udata);
+typedef int (*tally_sum_fn)(const tally_row *row, double *sum, void *udata);
+typedef int (*tally_ns_fn)(const tally_row *row, tally_keybuf *ns,
+                           bool *has_ns, void *udata);
 
 /* Options for tally_table_new. Zero-initialise, then fill in. */
 typedef struct tally_table_options {
@@ -765,11 +791,14 @@ typedef struct tally_table_options {
   tally_sum_fn sum;             /* NULL: every sum is 0 */
   tally_ns_fn ns;               /* NULL: no namespace */
   void *udata;                  /* passed to the extractors */
-  unsigned node_size;           /* as tally_agg_options.node_size */
+  unsigned node_size;           /* as tally_agg_options.node_size; must be
+                                   0 when agg is given */
   const tally_allocator *alloc; /* NULL = C library; copied */
+  tally_agg *agg;               /* NULL: create an aggregate, owned by the
+                                   table aggregate; else work over this
+                                   existing one (not owned, not freed; it
+                                   must outlive the table aggregate) */
 } tally_table_options;
-
-/* --- table aggregate functions: declared below by the table work --- */
 
 /*
  * Every function below that takes rows calls the extractors on them before
@@ -778,36 +807,44 @@ typedef struct tally_table_options {
  * and sum; rows being removed (the old row) get ns and key only. For the
  * ns extractor *has_ns starts out true: build a key into *ns, or set it to
  * false for "no namespace" (true with nothing built is TALLY_EINVAL).
- * Results common to all of them: TALLY_EINVAL for a NULL table, row or
- * required pointer, for an id with data NULL and len > 0, or a non-finite
- * sum; TALLY_EHOOK when an extractor returns nonzero (its raw value is kept
- * for tally_table_hook_error); TALLY_EBADKEY for an oversized key,
- * namespace or id, or a key the extractor left unfinished or malformed
- * (sticky errors of the key builder pass through); TALLY_ENOMEM; and the
- * codes of the aggregate call each one maps to. On any error nothing
- * changed. Rows are borrowed for the call; tally keeps copies of keys,
- * namespaces and ids only. The same id must be passed with a row every
- * time: it is the item's id. Each write is O(B log n).
+ * The table argument is the name of the row's table, passed to the
+ * extractors in tally_row.table (so one table aggregate can serve several
+ * tables); it may be NULL. Results common to all of them: TALLY_EINVAL for
+ * a NULL t, row or required pointer, for an id with data NULL and len > 0,
+ * or a non-finite or oversized sum; TALLY_EHOOK when an extractor returns
+ * nonzero (its raw value is kept for tally_table_hook_error, by reads as
+ * well as writes); TALLY_EBADKEY for an oversized key, namespace or id, or
+ * a key or namespace the extractor left unfinished or malformed (sticky
+ * errors of the key builder pass through); TALLY_ENOMEM; and the codes of
+ * the aggregate call each one maps to. On any error nothing changed. Rows
+ * are borrowed for the call; tally keeps copies of keys, namespaces and
+ * ids only. The same id must be passed with a row every time: it is the
+ * item's id. Each write is O(B log n).
  */
 
 /*
- * tally_table_new - create a table aggregate with an empty aggregate.
+ * tally_table_new - create a table aggregate, over a new empty aggregate
+ * (opts->agg NULL) or over an existing aggregate (opts->agg), e.g. one
+ * built directly or restored from storage; its items are taken to be the
+ * rows' items.
  * @param[in]  opts  required; opts->key is required; node_size and alloc
  *                   as in tally_agg_options. Copied: udata must stay valid.
  * @param[out] out   the new table aggregate; free with tally_table_free.
  * @return TALLY_OK; TALLY_EINVAL (opts, opts->key or out NULL, version
- *         not 0/1, bad node size, incomplete allocator); TALLY_ENOMEM. O(1).
+ *         not 0/1, bad node size, node_size set together with agg,
+ *         incomplete allocator); TALLY_ENOMEM. O(1).
  */
 TALLY_API int tally_table_new(const tally_table_options *opts,
                               tally_table **out);
 
-/* tally_table_free - free the table aggregate and its aggregate (an open
- * aggregate transaction is discarded). NULL is a no-op. */
+/* tally_table_free - free the table aggregate and, when it created it,
+ * its aggregate (an open aggregate transaction is then discarded); an
+ * aggregate given in opts->agg stays the caller's. NULL is a no-op. */
 TALLY_API void tally_table_free(tally_table *t);
 
 /*
- * tally_table_agg - the underlying aggregate, owned by t (valid until
- * tally_table_free): use it for every read and for tally_agg_begin /
+ * tally_table_agg - the underlying aggregate (owned by t unless it was
+ * given in opts->agg; valid until tally_table_free): use it for every read and for tally_agg_begin /
  * commit / rollback. Writing to it directly bypasses the extractors (fine
  * for repairs; tally_table_verify then tells what differs). NULL if t is.
  */
@@ -815,13 +852,13 @@ TALLY_API tally_agg *tally_table_agg(const tally_table *t);
 
 /* tally_table_insert - insert the item of a new row:
  * (ns(row), key(row), id, sum(row)). TALLY_EEXISTS if it is present. */
-TALLY_API int tally_table_insert(tally_table *t, tally_bytes id,
-                                 const void *row);
+TALLY_API int tally_table_insert(tally_table *t, const char *table,
+                                 tally_bytes id, const void *row);
 
 /* tally_table_delete - delete the item of a removed row: (ns(row),
  * key(row), id). TALLY_ENOTFOUND if it is absent. */
-TALLY_API int tally_table_delete(tally_table *t, tally_bytes id,
-                                 const void *row);
+TALLY_API int tally_table_delete(tally_table *t, const char *table,
+                                 tally_bytes id, const void *row);
 
 /*
  * tally_table_replace - a row changed from old_row to new_row (same id):
@@ -830,8 +867,9 @@ TALLY_API int tally_table_delete(tally_table *t, tally_bytes id,
  * the new position holds another item. When namespace, key and sum are
  * unchanged the tree is left untouched (same result).
  */
-TALLY_API int tally_table_replace(tally_table *t, tally_bytes id,
-                                  const void *old_row, const void *new_row);
+TALLY_API int tally_table_replace(tally_table *t, const char *table,
+                                  tally_bytes id, const void *old_row,
+                                  const void *new_row);
 
 /*
  * Idempotent variants, for out-of-sync data and backfills. changed (may be
@@ -845,11 +883,14 @@ TALLY_API int tally_table_replace(tally_table *t, tally_bytes id,
  *   row's item (if that position exists, its sum is set). Never
  *   TALLY_ENOTFOUND or TALLY_EEXISTS.
  */
-TALLY_API int tally_table_insert_if_absent(tally_table *t, tally_bytes id,
-                                           const void *row, bool *changed);
-TALLY_API int tally_table_delete_if_exists(tally_table *t, tally_bytes id,
-                                           const void *row, bool *changed);
-TALLY_API int tally_table_replace_or_insert(tally_table *t, tally_bytes id,
+TALLY_API int tally_table_insert_if_absent(tally_table *t, const char *table,
+                                           tally_bytes id, const void *row,
+                                           bool *changed);
+TALLY_API int tally_table_delete_if_exists(tally_table *t, const char *table,
+                                           tally_bytes id, const void *row,
+                                           bool *changed);
+TALLY_API int tally_table_replace_or_insert(tally_table *t, const char *table,
+                                            tally_bytes id,
                                             const void *old_row,
                                             const void *new_row,
                                             bool *changed);
@@ -859,21 +900,23 @@ TALLY_API int tally_table_replace_or_insert(tally_table *t, tally_bytes id,
  * its namespace: tally_agg_index_of(ns(row), bounds, key(row), &id, order).
  * The row's own id is the probe id, so with tied keys it is that row's
  * exact position (ASC: admitted items before it; DESC: after it). The row
- * need not be in the aggregate. Calls the ns and key extractors; being a
- * read, a failing extractor gives TALLY_EHOOK without recording its value.
+ * need not be in the aggregate. Calls the ns and key extractors; a
+ * failing one gives TALLY_EHOOK and its value is kept, as for writes (so
+ * this call writes t's hook value: it is not a concurrent-safe read).
  * @param[in]  bounds  NULL admits everything.
  * @param[out] index   required.
- * O(B log n).
+ * @return TALLY_OK or the common errors above; the errors of
+ *         tally_agg_index_of for bounds. O(B log n).
  */
-TALLY_API int tally_table_index_of_row(const tally_table *t, tally_bytes id,
-                                       const void *row,
+TALLY_API int tally_table_index_of_row(tally_table *t, const char *table,
+                                       tally_bytes id, const void *row,
                                        const tally_bounds *bounds,
                                        tally_order order, uint64_t *index);
 
 /*
  * tally_table_hook_error - the raw nonzero value returned by the last
- * failing extractor of a write (or by store->scan_rows in backfill and
- * repair), 0 if none ever failed. O(1).
+ * failing extractor or store->scan_rows of any call on t (writes,
+ * index_of_row, backfill, verify, repair), 0 if none ever failed. O(1).
  */
 TALLY_API int tally_table_hook_error(const tally_table *t);
 
@@ -894,9 +937,10 @@ TALLY_API int tally_table_validate(const tally_table *t, char *msg,
  * own (rolled back on failure); inside the caller's open transaction a
  * failure leaves part of the work in that transaction, which the caller
  * must roll back. Rows are gathered in batches (up to 65536 rows / 4 MiB
- * of keys) that are sorted before they are inserted. The transaction keeps
- * an undo record of every insert until it ends: expect memory in
- * proportion to the rows while it runs.
+ * of keys) and inserted in the order the store hands them out (when a row
+ * comes twice, the last one wins). The transaction keeps an undo record
+ * of every insert until it ends: expect memory in proportion to the rows
+ * while it runs. The extractors see table as tally_row.table.
  * @param[in]  store  its scan_rows is required; table is passed to it.
  * @param[out] rows   (may be NULL) the number of rows scanned.
  * @return TALLY_OK; TALLY_EINVAL (NULL t/store/table, no scan_rows);
@@ -945,11 +989,11 @@ typedef struct tally_verify_report {
  * @param[out] report  required; written on success.
  * @return TALLY_OK (differences are not errors); TALLY_EINVAL (NULL t,
  *         store, table or report; no scan_rows); TALLY_EHOOK (an
- *         extractor or scan_rows failed; not recorded, verify is a read);
- *         TALLY_EBADKEY; TALLY_ENOMEM. O(rows B log n + items), memory
- *         O(rows).
+ *         extractor or scan_rows failed: raw value kept for
+ *         tally_table_hook_error); TALLY_EBADKEY; TALLY_ENOMEM.
+ *         O(rows B log n + items), memory O(rows).
  */
-TALLY_API int tally_table_verify(const tally_table *t,
+TALLY_API int tally_table_verify(tally_table *t,
                                  const struct tally_store *store,
                                  const char *table,
                                  bool (*fn)(const tally_diff *d, void *udata),
@@ -970,7 +1014,6 @@ TALLY_API int tally_table_repair(tally_table *t,
                                  const char *table,
                                  tally_verify_report *report);
 
-/* (end of table aggregate functions) */
 
 /* ------------------------------------------------------------------------ */
 /* The caller's table store                                                  */
@@ -983,7 +1026,8 @@ TALLY_API int tally_table_repair(tally_table *t,
  * udata as its first argument and returns 0 on success; any other value is
  * a failure (tally reports TALLY_EHOOK and keeps the raw value, see
  * tally_db_hook_error), except where TALLY_ENOTFOUND is documented. Fields
- * are appended in later versions; set version to 1.
+ * are appended in later versions; version 0 (a zero-initialised struct)
+ * and 1 both mean this layout, like every options struct of tally.
  *
  * Call protocol inside tally_db_transact: begin; then any number of
  * insert_row / get_row / update_row / delete_row / release_row; then
@@ -997,7 +1041,7 @@ TALLY_API int tally_table_repair(tally_table *t,
  * must not call back into the tally_db that calls them.
  */
 typedef struct tally_store {
-  int version; /* 1 */
+  int version; /* 0 or 1 */
   void *udata; /* first argument of every callback */
   /* Transactions: begin before the first write; commit at the end. A
    * commit failure (e.g. SQLITE_BUSY) makes tally roll everything back.
@@ -1013,8 +1057,8 @@ typedef struct tally_store {
   /* Look up a row: *row points at a row owned by the store, which must
    * stay valid and unchanged until tally passes it to release_row - even
    * if the row is later updated or deleted in the same transaction, and
-   * after rollback (hand out copies or snapshots). TALLY_ENOTFOUND (the
-   * value itself) when absent. tally holds the rows of a change until
+   * after rollback (hand out copies or snapshots). TALLY_ENOTFOUND or
+   * TALLY_ENOROW (the value itself) when absent. tally holds the rows of a change until
    * every trigger of that change has run. */
   int (*get_row)(void *udata, const char *table, tally_bytes id,
                  const void **row);
@@ -1076,8 +1120,6 @@ typedef struct tally_db_options {
   const tally_allocator *alloc; /* NULL = C library; copied */
 } tally_db_options;
 
-/* --- db / transaction / trigger functions: declared below by the triggers work --- */
-
 /*
  * How a transaction runs (tally_db_transact):
  *  1. tally_agg_begin on every aggregate of the db (those of registered
@@ -1089,12 +1131,15 @@ typedef struct tally_db_options {
  *     sees every aggregate up to date after each write.
  *  3. store->commit, then tally_agg_commit on every aggregate.
  * If anything fails - a store callback, a trigger, an extractor, an
- * allocation, the depth limit, fn returning nonzero, commit itself - the
- * transaction is doomed: no further trigger runs, every later tally_txn_*
- * call returns TALLY_EBADTXN, and at the end store->rollback is called
- * exactly once and every aggregate is rolled back: the table and the
- * aggregates commit together or not at all. tally_db_transact then returns
- * the first error.
+ * allocation, the depth limit, a direct write (tally_agg_* or
+ * tally_table_*) to an aggregate of the db, fn returning nonzero, commit
+ * itself - the transaction is doomed: no further trigger runs, every later
+ * tally_txn_* call and every write to the db's aggregates returns
+ * TALLY_EBADTXN, and at the end store->rollback is called exactly once and
+ * every aggregate is rolled back: the table and the aggregates commit
+ * together or not at all. tally_db_transact then returns the first error;
+ * tally_txn_status tells fn at any point whether (and why) the
+ * transaction is doomed.
  *
  * Writes issued by a trigger (through the txn it receives) are nested:
  * the write happens at once and returns its result, but its triggers are
@@ -1108,14 +1153,16 @@ typedef struct tally_db_options {
  * it is the first error): TALLY_EHOOK (a store callback failed: raw value
  * in tally_db_hook_error); TALLY_ETRIGGER (a registered trigger returned
  * nonzero: raw value in tally_db_hook_error); the code of a table
- * aggregate's trigger (TALLY_ENOTFOUND, TALLY_EEXISTS, TALLY_EHOOK for an
- * extractor, TALLY_EBADKEY, TALLY_EINVAL, TALLY_ENOMEM); TALLY_ENOMEM (the
- * queue); TALLY_EDEPTH; TALLY_EBADTXN (doomed or ended transaction); and
- * TALLY_EINVAL (NULL txn, table, row or out pointer; an id with data NULL
- * and len > 0 or longer than TALLY_ID_MAX). Each of them dooms the
- * transaction, except TALLY_ENOTFOUND of tally_txn_update / _delete /
- * _get for a missing row: that write is refused before anything is
- * written, so the transaction goes on (return it from fn to roll back).
+ * aggregate's trigger (TALLY_ENOTFOUND when the aggregate has no item for
+ * the row, TALLY_EEXISTS, TALLY_EHOOK for an extractor, TALLY_EBADKEY,
+ * TALLY_EINVAL, TALLY_ENOMEM); TALLY_ENOMEM (the queue); TALLY_EDEPTH;
+ * TALLY_EBADTXN (doomed or ended transaction); and TALLY_EINVAL (NULL
+ * table, row or out pointer; an id with data NULL and len > 0 or longer
+ * than TALLY_ID_MAX). Each of them dooms the transaction. The one result
+ * that does not is TALLY_ENOROW, from tally_txn_update / _delete / _get
+ * for a row that does not exist: nothing was written, the transaction
+ * goes on (return nonzero from fn to roll back). A NULL txn is
+ * TALLY_EINVAL (there is nothing to doom).
  * Writes to a table without triggers are performed the same way (the rows
  * are read and released, nothing is queued).
  */
@@ -1127,7 +1174,7 @@ typedef struct tally_db_options {
  *                   alloc NULL = C library (copied).
  * @param[out] out   the new db; free with tally_db_free.
  * @return TALLY_OK; TALLY_EINVAL (NULL opts/store/out, version not 0/1,
- *         store version not 1, a required callback missing, incomplete
+ *         store version not 0/1, a required callback missing, incomplete
  *         allocator); TALLY_ENOMEM. O(1).
  */
 TALLY_API int tally_db_new(const tally_db_options *opts, tally_db **out);
@@ -1169,6 +1216,37 @@ TALLY_API int tally_db_register_table(tally_db *db, const char *table,
                                       tally_table *t, bool idempotent);
 
 /*
+ * tally_db_unregister - remove the first trigger of table registered as
+ * (fn, udata), between transactions; the other triggers keep their order.
+ * @return TALLY_OK; TALLY_ENOTFOUND (no such trigger: nothing changed);
+ *         TALLY_EINVAL (NULL db, table or fn); TALLY_EBADTXN while a
+ *         transaction runs. Allocates nothing. O(tables + triggers).
+ */
+TALLY_API int tally_db_unregister(tally_db *db, const char *table,
+                                  tally_trigger_fn fn, void *udata);
+
+/*
+ * tally_db_unregister_table - remove the first registration of table
+ * aggregate t on table, between transactions. t's aggregate stops taking
+ * part in transactions once no registration is left and it was not
+ * enlisted. t is not freed.
+ * @return as tally_db_unregister (TALLY_EINVAL for a NULL t).
+ */
+TALLY_API int tally_db_unregister_table(tally_db *db, const char *table,
+                                        tally_table *t);
+
+/*
+ * tally_db_set_table_mode - switch every registration of t on table to the
+ * idempotent (true) or plain (false) writes, between transactions, keeping
+ * its place among the table's triggers. This is the end of a live
+ * backfill: register with idempotent = true, backfill while writes go on,
+ * then switch to plain writes.
+ * @return as tally_db_unregister_table. O(tables + triggers).
+ */
+TALLY_API int tally_db_set_table_mode(tally_db *db, const char *table,
+                                      tally_table *t, bool idempotent);
+
+/*
  * tally_db_enlist - include agg in every transaction of the db: begun
  * before fn runs, committed with the store, rolled back with it. Use it
  * for aggregates that fn or a trigger writes directly (tally_agg_*).
@@ -1184,8 +1262,9 @@ TALLY_API int tally_db_enlist(tally_db *db, tally_agg *agg);
  * every aggregate of the db (see "How a transaction runs" above).
  * @param[in] fn  returns 0 to commit, nonzero to roll back.
  * @return TALLY_OK when everything committed; otherwise the first error:
- *         fn's own nonzero value as is (raw value also in
- *         tally_db_hook_error), TALLY_EHOOK for store->begin / commit, an
+ *         TALLY_EABORT when fn returned nonzero in a transaction nothing
+ *         else had doomed (fn's value is then tally_db_hook_error(db)),
+ *         TALLY_EHOOK for store->begin / commit, an
  *         error of a write or trigger as listed above, or an error of
  *         tally_agg_begin (TALLY_EBADTXN if an aggregate already has an
  *         open transaction). TALLY_EINVAL for NULL db or fn. TALLY_EBADTXN,
@@ -1214,7 +1293,7 @@ TALLY_API int tally_txn_insert(tally_txn *txn, const char *table,
  * tally_txn_update - replace the whole row id of table: reads the old row,
  * writes, reads the new row, and runs the triggers with an update change
  * (also when nothing changed). row is borrowed for the call.
- * @return TALLY_OK; TALLY_ENOTFOUND (no such row: nothing written, the
+ * @return TALLY_OK; TALLY_ENOROW (no such row: nothing written, the
  *         transaction is not doomed); an error listed above.
  */
 TALLY_API int tally_txn_update(tally_txn *txn, const char *table,
@@ -1223,7 +1302,7 @@ TALLY_API int tally_txn_update(tally_txn *txn, const char *table,
 /*
  * tally_txn_delete - delete row id of table: reads the old row, deletes,
  * and runs the triggers with a delete change.
- * @return TALLY_OK; TALLY_ENOTFOUND (not doomed, as for update); an error
+ * @return TALLY_OK; TALLY_ENOROW (not doomed, as for update); an error
  *         listed above.
  */
 TALLY_API int tally_txn_delete(tally_txn *txn, const char *table,
@@ -1233,11 +1312,21 @@ TALLY_API int tally_txn_delete(tally_txn *txn, const char *table,
  * tally_txn_get - read a row through store->get_row (it sees the
  * transaction's own writes). Fires nothing.
  * @param[out] row  the store's row: give it back with tally_txn_release.
- * @return TALLY_OK; TALLY_ENOTFOUND (not doomed); TALLY_EHOOK (dooms);
- *         TALLY_EBADTXN; TALLY_EINVAL.
+ * @return TALLY_OK; TALLY_ENOROW (not doomed); TALLY_EHOOK (dooms);
+ *         TALLY_EBADTXN; TALLY_EINVAL (NULL txn: nothing doomed; NULL table
+ *         or row, bad id: dooms).
  */
 TALLY_API int tally_txn_get(tally_txn *txn, const char *table, tally_bytes id,
                             const void **row);
+
+/*
+ * tally_txn_status - whether the transaction can still commit.
+ * @return TALLY_OK while it is usable; the error that doomed it (the same
+ *         code tally_db_transact will return) once any write, trigger or
+ *         direct aggregate write failed; TALLY_EBADTXN after it ended;
+ *         TALLY_EINVAL for NULL. Reads only. O(aggregates).
+ */
+TALLY_API int tally_txn_status(const tally_txn *txn);
 
 /*
  * tally_txn_release - give back a row obtained from tally_txn_get (passes
@@ -1248,11 +1337,12 @@ TALLY_API void tally_txn_release(tally_txn *txn, const char *table,
                                  const void *row);
 
 /*
- * tally_db_hook_error - the raw nonzero value behind the last failure of
- * a transaction of this db: the failing store callback's result, the
- * nonzero result of a registered trigger, an extractor's value, or fn's
- * result; 0 if the last transaction did not fail that way (reset by each
- * tally_db_transact). O(1).
+ * tally_db_hook_error - the raw nonzero value behind the first failure of
+ * the last transaction of this db: the failing store callback's result
+ * (TALLY_EHOOK), the nonzero result of a registered trigger
+ * (TALLY_ETRIGGER), an extractor's value (TALLY_EHOOK), or fn's own
+ * nonzero result (TALLY_EABORT); 0 if it did not fail that way (reset by
+ * each tally_db_transact). O(1).
  */
 TALLY_API int tally_db_hook_error(const tally_db *db);
 
@@ -1264,7 +1354,6 @@ TALLY_API int tally_db_hook_error(const tally_db *db);
  */
 TALLY_API int tally_db_validate(const tally_db *db, char *msg, size_t msglen);
 
-/* (end of db functions) */
 
 #ifdef __cplusplus
 }

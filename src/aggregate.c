@@ -36,11 +36,15 @@
  *     agg_born_in_txn).
  *  5. version grows on every write that reached the trees and on every
  *     rollback; cursors positioned under an older version refuse to move.
+ *  6. doom is TALLY_OK outside a transaction and whenever doom_on_fail is
+ *     false; once set, every write returns TALLY_EBADTXN until the
+ *     transaction ends.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "agg_int.h"
 #include "btree_int.h"
 
 /* One named namespace: a copy of its bytes and its tree. */
@@ -61,6 +65,9 @@ struct tally_agg {
   uint64_t version;   /* bumped by writes and rollbacks (invariant 5) */
   uint64_t txn;       /* serial of the open (or last) transaction */
   uint64_t none_born; /* txn serial none was created in; 0 outside */
+  bool doom_on_fail;  /* the open transaction fails with its first failed
+                         write (set by a tally_db for its transactions) */
+  int doom;           /* that first failure, TALLY_OK until then */
 };
 
 struct tally_cursor {
@@ -104,8 +111,10 @@ static int agg_check_item(const tally_bytes *ns, tally_bytes key,
   return rc;
 }
 
+/* Finite and at most TALLY_SUM_MAX in magnitude: no total of any subtree
+ * can then overflow, so no total is ever inf or NaN. */
 static int agg_check_sum(double sum) {
-  return isfinite(sum) ? TALLY_OK : TALLY_EINVAL;
+  return isfinite(sum) && fabs(sum) <= TALLY_SUM_MAX ? TALLY_OK : TALLY_EINVAL;
 }
 
 static const unsigned char *agg_data(tally_bytes b) {
@@ -426,7 +435,7 @@ unsigned tally_agg_node_size(const tally_agg *agg) {
 /* Writes                                                                    */
 /* ------------------------------------------------------------------------ */
 
-int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+static int agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
                      tally_bytes id, double sum) {
   tally__tree *t;
   size_t mark;
@@ -453,7 +462,7 @@ int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
   return agg_finish(agg, mark, rc);
 }
 
-int tally_agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+static int agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
                      tally_bytes id) {
   tally__tree *t;
   size_t mark;
@@ -570,7 +579,7 @@ static int agg_move(tally_agg *agg, const tally_bytes *old_ns,
   return rc;
 }
 
-int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
+static int agg_replace(tally_agg *agg, const tally_bytes *old_ns,
                       tally_bytes old_key, tally_bytes id,
                       const tally_bytes *new_ns, tally_bytes new_key,
                       double new_sum) {
@@ -578,7 +587,7 @@ int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
                   AGG_MOVE_STRICT, NULL);
 }
 
-int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
+static int agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
                                 tally_bytes old_key, tally_bytes id,
                                 const tally_bytes *new_ns,
                                 tally_bytes new_key, double new_sum,
@@ -587,17 +596,17 @@ int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
                   AGG_MOVE_UPSERT, changed);
 }
 
-int tally_agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
+static int agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
                                tally_bytes key, tally_bytes id, double sum,
                                bool *changed) {
   /* An upsert is a replace_or_insert of the item onto itself. */
   return agg_move(agg, ns, key, id, ns, key, sum, AGG_MOVE_UPSERT, changed);
 }
 
-int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
+static int agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
                                tally_bytes key, tally_bytes id,
                                bool *changed) {
-  int rc = tally_agg_delete(agg, ns, key, id);
+  int rc = agg_delete(agg, ns, key, id);
   bool did = rc == TALLY_OK;
   if (rc == TALLY_ENOTFOUND)
     rc = TALLY_OK; /* no namespace is created either (contract §5.5) */
@@ -606,7 +615,7 @@ int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
   return rc;
 }
 
-int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
+static int agg_clear(tally_agg *agg, const tally_bytes *ns) {
   tally__tree *t;
   size_t mark;
   int rc;
@@ -625,7 +634,7 @@ int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
   return agg_finish(agg, mark, rc);
 }
 
-int tally_agg_clear_all(tally_agg *agg) {
+static int agg_clear_all(tally_agg *agg) {
   size_t mark;
   int rc = TALLY_OK;
 
@@ -647,6 +656,84 @@ int tally_agg_clear_all(tally_agg *agg) {
   return agg_finish(agg, mark, rc);
 }
 
+/*
+ * The public writes: refused once the transaction is doomed, and a failure
+ * dooms it when the aggregate takes part in a tally_db transaction
+ * (invariant 6).
+ */
+static int agg_note(tally_agg *agg, int rc) {
+  if (rc != TALLY_OK && agg != NULL)
+    tally__agg_doom(agg, rc);
+  return rc;
+}
+
+static bool agg_doomed(const tally_agg *agg) {
+  return agg != NULL && agg->doom != TALLY_OK;
+}
+
+int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+                     tally_bytes id, double sum) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_insert(agg, ns, key, id, sum));
+}
+
+int tally_agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+                     tally_bytes id) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_delete(agg, ns, key, id));
+}
+
+int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
+                      tally_bytes old_key, tally_bytes id,
+                      const tally_bytes *new_ns, tally_bytes new_key,
+                      double new_sum) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_replace(agg, old_ns, old_key, id, new_ns, new_key,
+                                   new_sum));
+}
+
+int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
+                                tally_bytes old_key, tally_bytes id,
+                                const tally_bytes *new_ns,
+                                tally_bytes new_key, double new_sum,
+                                bool *changed) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_replace_or_insert(agg, old_ns, old_key, id, new_ns,
+                                             new_key, new_sum, changed));
+}
+
+int tally_agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
+                               tally_bytes key, tally_bytes id, double sum,
+                               bool *changed) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_insert_if_absent(agg, ns, key, id, sum, changed));
+}
+
+int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
+                               tally_bytes key, tally_bytes id,
+                               bool *changed) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_delete_if_exists(agg, ns, key, id, changed));
+}
+
+int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_clear(agg, ns));
+}
+
+int tally_agg_clear_all(tally_agg *agg) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_clear_all(agg));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */
 /* ------------------------------------------------------------------------ */
@@ -658,6 +745,8 @@ int tally_agg_begin(tally_agg *agg) {
     return TALLY_EBADTXN;
   agg->in_txn = true;
   agg->txn++;
+  agg->doom_on_fail = false;
+  agg->doom = TALLY_OK;
   return TALLY_OK;
 }
 
@@ -666,8 +755,11 @@ int tally_agg_commit(tally_agg *agg) {
     return TALLY_EINVAL;
   if (!agg->in_txn)
     return TALLY_EBADTXN;
+  if (agg->doom != TALLY_OK)
+    return TALLY_EBADTXN; /* a doomed transaction can only roll back */
   tally__undo_commit(&agg->cx.undo);
   agg->in_txn = false;
+  agg->doom_on_fail = false;
   return TALLY_OK;
 }
 
@@ -677,8 +769,22 @@ void tally_agg_rollback(tally_agg *agg) {
   /* The log was empty at begin (invariant 4), so 0 is begin's mark. */
   tally__undo_rollback(&agg->cx.undo, 0);
   agg->in_txn = false;
+  agg->doom_on_fail = false;
+  agg->doom = TALLY_OK;
   agg->version++;
 }
+
+void tally__agg_doom_on_fail(tally_agg *agg) {
+  if (agg->in_txn)
+    agg->doom_on_fail = true;
+}
+
+void tally__agg_doom(tally_agg *agg, int rc) {
+  if (agg->in_txn && agg->doom_on_fail && agg->doom == TALLY_OK)
+    agg->doom = rc;
+}
+
+int tally__agg_doomed(const tally_agg *agg) { return agg->doom; }
 
 bool tally_agg_in_txn(const tally_agg *agg) {
   return agg != NULL && agg->in_txn;

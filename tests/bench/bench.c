@@ -1370,23 +1370,26 @@ static void bt_release_row(void *u, const char *table, const void *row) {
   (void)u; (void)table; (void)row;
 }
 
-static int bt_key_score(const void *row, tally_keybuf *k, void *u) {
+static int bt_key_score(const tally_row *r, tally_keybuf *k, void *u) {
+  const void *row = r->data;
   (void)u;
   return tally_key_int(k, ((const bt_row *)row)->score);
 }
-static int bt_key_user_score(const void *row, tally_keybuf *k, void *u) {
-  const bt_row *r = row;
+static int bt_key_user_score(const tally_row *x, tally_keybuf *k, void *u) {
+  const bt_row *r = x->data;
   (void)u;
   return tally_key_tuple_begin(k) || tally_key_cstr(k, r->user) ||
          tally_key_int(k, r->score) || tally_key_tuple_end(k);
 }
-static int bt_sum_value(const void *row, double *sum, void *u) {
+static int bt_sum_value(const tally_row *r, double *sum, void *u) {
+  const void *row = r->data;
   (void)u;
   *sum = ((const bt_row *)row)->value;
   return 0;
 }
-static int bt_ns_user(const void *row, tally_keybuf *ns, bool *has_ns,
+static int bt_ns_user(const tally_row *r, tally_keybuf *ns, bool *has_ns,
                       void *u) {
+  const void *row = r->data;
   (void)u;
   *has_ns = true;
   return tally_key_cstr(ns, ((const bt_row *)row)->user);
@@ -1473,7 +1476,7 @@ static void bn_run_txn(const bn_work *w, bn_cell cells[OP_COUNT][X_COUNT]) {
         idv.data = id;
         idv.len = id_len;
         for (k = 0; k < 3 && rc == 0; k++)
-          rc = tally_table_insert(t[k], idv, &r);
+          rc = tally_table_insert(t[k], NULL, idv, &r);
         rc = rc ? rc : st.commit(st.udata);
       }
       if (rc != 0)
