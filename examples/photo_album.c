@@ -207,8 +207,10 @@ int main(void) {
              shown < n_before ? before[shown++] : -1);
     pages++;
     add_photo(2, -pages, 700); /* taken before every photo in the album */
-    if (got > 0 && ++deleted)
+    if (got > 0) {
       remove_photo(photo_of(&items[got - 1]));
+      deleted++;
+    }
   }
   printf("cats by cursor: %d pages, %d photos, none repeated or skipped,\n"
          "  while %d photos were added in front and %d deleted\n",
