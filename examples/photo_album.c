@@ -13,8 +13,9 @@
  *   - by offset: the items at offsets N*PAGE .. N*PAGE+PAGE-1, here in one
  *     tally_agg_at_batch call, O(PAGE log n): any page, directly. "Which
  *     page is photo X on" is its rank (tally_agg_index_of) / PAGE.
- *   - by cursor: tally_agg_paginate returns a page and a cursor naming the
- *     last photo's position; the next call starts right after it. Photos
+ *   - by cursor: tally_agg_paginate fills a tally_page with the photos
+ *     and a cursor naming the position after the last one; the next call
+ *     starts there. Photos
  *     added or removed between calls never make the walk repeat or skip a
  *     photo, which offsets cannot promise.
  * Every page is checked against a plain sorted array of the album; the
@@ -57,43 +58,29 @@ static void expect(const char *what, long got, long want) {
   }
 }
 
-/* Keys and namespaces are built in a tally_keybuf on the caller's stack. */
-static tally_bytes album_ns(tally_keybuf *kb, int album) {
-  tally_bytes ns;
-  tally_key_init(kb);
-  tally_key_cstr(kb, albums[album]);
-  check(tally_key_finish(kb, &ns), "ns");
-  return ns;
-}
-static tally_bytes taken_key(tally_keybuf *kb, int64_t taken) {
-  tally_bytes key;
-  tally_key_init(kb);
-  tally_key_int(kb, taken);
-  check(tally_key_finish(kb, &key), "key");
-  return key;
-}
-static int photo_of(const tally_item *it) {
+/* The photo number stored in an item's id. */
+static int photo_of(tally_bytes id) {
   int64_t p = -1;
-  check(tally_id_to_int(tally_item_id(it), &p), "id");
+  check(tally_id_to_int(id, &p), "id");
   return (int)p;
 }
 
+/* Keys and namespaces are encoded keys: TALLY_KEY_STR / TALLY_KEY_INT build
+ * one in place (its bytes live until the end of the enclosing block). */
 static void add_photo(int album, int64_t taken, int kib) {
-  tally_keybuf nb, kb;
   unsigned char idbuf[8];
-  tally_bytes ns = album_ns(&nb, album);
+  tally_bytes ns = TALLY_KEY_STR(albums[album]);
   photos[n_photos] = (photo){album, taken, kib, true};
-  check(tally_agg_insert(agg, &ns, taken_key(&kb, taken),
+  check(tally_agg_insert(agg, &ns, TALLY_KEY_INT(taken),
                          tally_id_int(n_photos, idbuf), kib),
         "insert");
   n_photos++;
 }
 
 static void remove_photo(int p) {
-  tally_keybuf nb, kb;
   unsigned char idbuf[8];
-  tally_bytes ns = album_ns(&nb, photos[p].album);
-  check(tally_agg_delete(agg, &ns, taken_key(&kb, photos[p].taken),
+  tally_bytes ns = TALLY_KEY_STR(albums[photos[p].album]);
+  check(tally_agg_delete(agg, &ns, TALLY_KEY_INT(photos[p].taken),
                          tally_id_int(p, idbuf)),
         "delete");
   photos[p].in = false;
@@ -118,8 +105,7 @@ static int album_sorted(int album, int *out) {
 /* Page `page` of an album by offset: one batch of PAGE positional reads. */
 static void show_page_by_offset(int album, int page) {
   static int sorted[MAX_PHOTOS];
-  tally_keybuf nb;
-  tally_bytes ns = album_ns(&nb, album);
+  tally_bytes ns = TALLY_KEY_STR(albums[album]);
   tally_query q[PAGE];
   tally_item items[PAGE];
   uint64_t count;
@@ -133,8 +119,9 @@ static void show_page_by_offset(int album, int page) {
   printf("%s, page %d of %llu by offset:", albums[album], page + 1,
          (unsigned long long)(count + PAGE - 1) / PAGE);
   for (int i = 0; i < on_page; i++) {
-    printf(" #%d", photo_of(&items[i]));
-    expect("photo on page", photo_of(&items[i]), sorted[page * PAGE + i]);
+    int p = photo_of(tally_item_id(&items[i]));
+    printf(" #%d", p);
+    expect("photo on page", p, sorted[page * PAGE + i]);
   }
   printf("\n");
   expect("photos in album", (long)count, n);
@@ -149,8 +136,7 @@ int main(void) {
   /* Albums: the namespaces with their counts; sizes are sums. */
   for (int a = 0; a < N_ALBUMS; a++) {
     static int sorted[MAX_PHOTOS];
-    tally_keybuf nb;
-    tally_bytes ns = album_ns(&nb, a);
+    tally_bytes ns = TALLY_KEY_STR(albums[a]);
     uint64_t n;
     double kib;
     long want_kib = 0;
@@ -168,14 +154,13 @@ int main(void) {
   show_page_by_offset(0, 3);
   show_page_by_offset(1, 5);
   {
-    tally_keybuf nb, kb;
     unsigned char idbuf[8];
-    tally_bytes ns = album_ns(&nb, photos[42].album);
+    tally_bytes ns = TALLY_KEY_STR(albums[photos[42].album]);
     tally_bytes id = tally_id_int(42, idbuf);
     uint64_t rank;
     static int sorted[MAX_PHOTOS];
     int n = album_sorted(photos[42].album, sorted), want = 0;
-    check(tally_agg_index_of(agg, &ns, NULL, taken_key(&kb, photos[42].taken),
+    check(tally_agg_index_of(agg, &ns, NULL, TALLY_KEY_INT(photos[42].taken),
                              &id, TALLY_ASC, &rank), "index_of");
     while (want < n && sorted[want] != 42)
       want++;
@@ -184,34 +169,41 @@ int main(void) {
            (unsigned long long)rank / PAGE + 1, albums[photos[42].album]);
   }
 
-  /* Walk album "cats" with a cursor. After each page, add a photo taken
-   * before everything shown so far and delete the photo the cursor points
-   * at: the walk still shows every photo that was there at the start
-   * exactly once, in order (offsets would shift under both changes). */
+  /* Walk album "cats" with a cursor, as a web page would: between two
+   * requests only the cursor's bytes are kept (here in `saved`). After
+   * each page, add a photo taken before everything shown so far and
+   * delete the photo the cursor points at: the walk still shows every
+   * photo that was there at the start exactly once, in order (offsets
+   * would shift under both changes). */
   static int before[MAX_PHOTOS];
   int n_before = album_sorted(2, before), shown = 0, pages = 0, deleted = 0;
-  tally_keybuf nb;
-  tally_bytes ns = album_ns(&nb, 2);
-  tally_page_cursor next = {0};
-  bool done = false;
-  while (!done) {
-    tally_item items[PAGE];
-    size_t got;
-    tally_bytes cursor = {next.data, next.len};
+  tally_bytes ns = TALLY_KEY_STR(albums[2]);
+  unsigned char saved[TALLY_PAGE_CURSOR_MAX];
+  size_t saved_len = 0;
+  tally_page *page; /* one page object, refilled for every page */
+  tally_page_cursor cursor;
+  check(tally_page_new(NULL, &page), "tally_page_new");
+  do {
+    tally_bytes bytes = {saved, saved_len};
+    check(tally_page_cursor_set(&cursor, bytes), "cursor");
     check(tally_agg_paginate(agg, &ns, NULL, TALLY_ASC,
-                             pages == 0 ? NULL : &cursor, PAGE, items, &got,
-                             &next, &done),
+                             pages == 0 ? NULL : &cursor, PAGE, page),
           "paginate");
+    const tally_entry *items = tally_page_items(page);
+    size_t got = tally_page_count(page);
     for (size_t i = 0; i < got; i++)
-      expect("cursor walk", photo_of(&items[i]),
+      expect("cursor walk", photo_of(items[i].id),
              shown < n_before ? before[shown++] : -1);
+    saved_len = tally_page_next(page)->len;
+    memcpy(saved, tally_page_next(page)->data, saved_len);
     pages++;
     add_photo(2, -pages, 700); /* taken before every photo in the album */
     if (got > 0) {
-      remove_photo(photo_of(&items[got - 1]));
+      remove_photo(photo_of(items[got - 1].id));
       deleted++;
     }
-  }
+  } while (!tally_page_done(page));
+  tally_page_free(page);
   printf("cats by cursor: %d pages, %d photos, none repeated or skipped,\n"
          "  while %d photos were added in front and %d deleted\n",
          pages, shown, pages, deleted);

@@ -333,19 +333,66 @@ TALLY_API int tally_key_format(tally_bytes key, char *out, size_t cap,
 
 /*
  * tally_key_compare - order of two encoded keys: memcmp on the common
- * length, then shorter first. Returns <0, 0, >0. O(len).
+ * length, then shorter first. Returns <0, 0, >0. A view with data NULL
+ * compares as empty (nothing is read through it). O(len).
  */
 TALLY_API int tally_key_compare(tally_bytes a, tally_bytes b);
+
+/*
+ * One-element keys in one call. The common keys - a single int, double or
+ * string - without a tally_keybuf, and usable inline in a call through the
+ * macros, whose storage is a compound literal living until the end of the
+ * enclosing block (C99; not C++):
+ *
+ *     tally_agg_insert(agg, NULL, TALLY_KEY_INT(1850), id, 1850.0);
+ *     tally_bytes k = TALLY_KEY_STR("chess");
+ *
+ * Each returns a view into buf. When the key cannot be built (buf or s
+ * NULL, a string whose encoding exceeds cap) it returns the invalid view
+ * {NULL, len > 0}, which every function taking a key refuses with
+ * TALLY_EINVAL: a failed helper can never stand for another key. O(len).
+ */
+#define TALLY_KEY_SCALAR_SIZE 9 /* bytes of an encoded int64 or double */
+TALLY_API tally_bytes tally_key_of_int(int64_t v, unsigned char *buf);
+TALLY_API tally_bytes tally_key_of_double(double v, unsigned char *buf);
+/* s is NUL-terminated; buf holds cap bytes (TALLY_KEY_MAX always fits). */
+TALLY_API tally_bytes tally_key_of_str(const char *s, unsigned char *buf,
+                                       size_t cap);
+#define TALLY_KEY_INT(v)                                                       \
+  tally_key_of_int((v), (unsigned char[TALLY_KEY_SCALAR_SIZE]){0})
+#define TALLY_KEY_DOUBLE(v)                                                    \
+  tally_key_of_double((v), (unsigned char[TALLY_KEY_SCALAR_SIZE]){0})
+#define TALLY_KEY_STR(s)                                                       \
+  tally_key_of_str((s), (unsigned char[TALLY_KEY_MAX]){0}, TALLY_KEY_MAX)
+
+/*
+ * Read a one-element key back: tally_key_to_int(tally_item_key(&it), &v).
+ * @return TALLY_OK; TALLY_EINVAL (NULL out; a view with data NULL and
+ *         len > 0; a well-formed key of another type, a tuple included -
+ *         no conversion between int and double); TALLY_EBADKEY (empty or
+ *         malformed bytes). O(len).
+ * tally_key_to_str copies the string and a terminating NUL into out (cap
+ * bytes) and its length (without the NUL; the string may hold NULs) into
+ * *len (may be NULL); TALLY_ERANGE when it does not fit (out then holds
+ * the truncated, NUL-terminated start when cap > 0; *len the full length).
+ */
+TALLY_API int tally_key_to_int(tally_bytes key, int64_t *out);
+TALLY_API int tally_key_to_double(tally_bytes key, double *out);
+TALLY_API int tally_key_to_str(tally_bytes key, char *out, size_t cap,
+                               size_t *len);
 
 /* Ids: a row's identity, any bytes up to TALLY_ID_MAX, ordered by memcmp. */
 
 /*
  * tally_id_int - the 8-byte id of an int64, ordered like the integers.
  * @param[out] buf  8 bytes of storage; the returned view points into it.
+ *                  NULL gives the invalid view {NULL, 8} (refused with
+ *                  TALLY_EINVAL wherever an id is taken).
  */
 TALLY_API tally_bytes tally_id_int(int64_t v, unsigned char buf[8]);
 
-/* tally_id_to_int - inverse of tally_id_int; TALLY_EINVAL unless 8 bytes. */
+/* tally_id_to_int - inverse of tally_id_int; TALLY_EINVAL unless 8 bytes
+ * with data set and out not NULL. */
 TALLY_API int tally_id_to_int(tally_bytes id, int64_t *out);
 
 /* ------------------------------------------------------------------------ */
@@ -426,8 +473,10 @@ typedef enum tally_order { TALLY_ASC = 0, TALLY_DESC = 1 } tally_order;
 /* --- writes -------------------------------------------------------------- */
 
 /*
- * Common to every write: ns NULL = no namespace; keys and namespaces up to
- * TALLY_KEY_MAX bytes, ids up to TALLY_ID_MAX (else TALLY_EBADKEY); sums
+ * Common to every write: ns NULL = no namespace; keys and namespaces of 1
+ * to TALLY_KEY_MAX bytes (an empty or longer one is TALLY_EBADKEY), ids of
+ * 0 to TALLY_ID_MAX bytes (longer is TALLY_EBADKEY); a view with data NULL
+ * and len > 0 is TALLY_EINVAL; sums
  * must be finite and at most TALLY_SUM_MAX in magnitude (else
  * TALLY_EINVAL); agg NULL is TALLY_EINVAL; TALLY_ENOMEM leaves everything
  * unchanged. Inside a tally_db transaction (tally_db_transact) the first
@@ -608,33 +657,85 @@ TALLY_API int tally_agg_random(const tally_agg *agg, const tally_bytes *ns,
 /* Longest pagination cursor, in bytes. */
 #define TALLY_PAGE_CURSOR_MAX (TALLY_KEY_MAX + TALLY_ID_MAX + 16)
 
-/* A pagination cursor returned by tally_agg_paginate: opaque bytes the
- * caller may store anywhere (e.g. hand to a web client) and pass back. */
+/*
+ * A pagination cursor: opaque bytes naming the position after the last
+ * item of a page, and the order of its pages. The caller may store the
+ * bytes anywhere (e.g. hand them to a web client) and rebuild the cursor
+ * from them with tally_page_cursor_set. Since it names a position, not an
+ * offset, it stays valid across writes. A cursor continues pages of the
+ * order it was made for: given to the other order it is TALLY_EINVAL.
+ * len 0 is the end marker (the pages are done).
+ */
 typedef struct tally_page_cursor {
   size_t len;                                /* bytes used; 0 = end marker */
   unsigned char data[TALLY_PAGE_CURSOR_MAX]; /* opaque */
 } tally_page_cursor;
 
 /*
- * tally_agg_paginate - one page of admitted items in order.
- * @param[in]  cursor    NULL for the first page; else the bytes of a cursor
- *                       returned earlier (a length of 0 is the end marker:
- *                       empty page, done). The cursor names a position, not
- *                       an offset, so it stays valid across writes: the
- *                       next page starts strictly after the last item
- *                       returned, and the bound on that side is replaced by
- *                       it. A malformed cursor is TALLY_EINVAL.
+ * tally_page_cursor_set - rebuild a cursor from its bytes (as stored by the
+ * caller). The bytes are checked by tally_agg_paginate, not here.
+ * @return TALLY_OK; TALLY_EINVAL (NULL c, bytes with data NULL and len > 0,
+ *         or longer than TALLY_PAGE_CURSOR_MAX). O(len).
+ */
+TALLY_API int tally_page_cursor_set(tally_page_cursor *c, tally_bytes bytes);
+
+/*
+ * A page of items filled by tally_agg_paginate: tally_entry views into
+ * the page's own buffer, so a page of small items costs about what its
+ * items are. Reuse one page for every page of a listing; each
+ * tally_agg_paginate replaces its content (views of the previous content
+ * become invalid). Pages are independent of aggregates: later writes to the
+ * aggregate do not change a filled page.
+ */
+typedef struct tally_page tally_page;
+
+/* tally_page_new - an empty page. TALLY_EINVAL (NULL out, incomplete
+ * allocator); TALLY_ENOMEM. O(1). */
+TALLY_API int tally_page_new(const tally_allocator *alloc, tally_page **out);
+/* tally_page_free - free the page; NULL is a no-op. */
+TALLY_API void tally_page_free(tally_page *p);
+/* tally_page_count - items in the page (0 for NULL). O(1). */
+TALLY_API size_t tally_page_count(const tally_page *p);
+/* tally_page_items - the items, in page order (NULL when empty). The views
+ * stay valid until the page is filled again or freed. O(1). */
+TALLY_API const tally_entry *tally_page_items(const tally_page *p);
+/* tally_page_done - true when no admitted item remains after this page. */
+TALLY_API bool tally_page_done(const tally_page *p);
+/* tally_page_next - the cursor for the following page (len 0 when done);
+ * owned by the page, valid until it is filled again: copy it to keep it. */
+TALLY_API const tally_page_cursor *tally_page_next(const tally_page *p);
+
+/*
+ * tally_agg_paginate - fill page with up to page_size admitted items in
+ * order, starting after cursor.
+ *
+ *     const tally_page_cursor *cur = NULL;
+ *     do {
+ *       rc = tally_agg_paginate(agg, ns, &bounds, TALLY_ASC, cur, 20, page);
+ *       ... tally_page_items(page)[0 .. tally_page_count(page)) ...
+ *       cur = tally_page_next(page);
+ *     } while (rc == TALLY_OK && !tally_page_done(page));
+ *
+ * (Pass the page's own cursor as shown, or a copy: the page writes the
+ * next cursor only after it has read the one given.)
+ * @param[in]  cursor    NULL for the first page; else a cursor from an
+ *                       earlier page of the same order (the end marker,
+ *                       len 0, gives an empty page, done). The cursor
+ *                       narrows the bounds, never widens them: a page
+ *                       holds only items the bounds admit, whatever
+ *                       cursor is given. A malformed cursor, or one made
+ *                       for the other order, is TALLY_EINVAL.
  * @param[in]  page_size maximum items; 0 is TALLY_EINVAL.
- * @param[out] items     array of page_size items; *n_items are filled.
- * @param[out] next      cursor for the next page (len 0 when done).
- * @param[out] done      true when no admitted item remains after this page.
- * O(B log n + page_size).
+ * @param[out] page      filled on success; on error its content is
+ *                       unspecified (but valid to reuse or free).
+ * @return TALLY_OK; TALLY_EINVAL (NULL page, bad order or cursor,
+ *         page_size 0, bad bounds); TALLY_EBADKEY; TALLY_ENOMEM (the page's
+ *         buffers). O(B log n + page_size).
  */
 TALLY_API int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
                                  const tally_bounds *bounds, tally_order order,
-                                 const tally_bytes *cursor, size_t page_size,
-                                 tally_item *items, size_t *n_items,
-                                 tally_page_cursor *next, bool *done);
+                                 const tally_page_cursor *cursor,
+                                 size_t page_size, tally_page *page);
 
 /*
  * tally_agg_scan - call fn for each admitted item in order until it
@@ -697,7 +798,9 @@ typedef enum tally_rel {
 
 /* tally_cursor_open - cursor over ns (NULL = no namespace), unpositioned.
  * The cursor keeps a pointer to agg: close it before freeing agg.
- * TALLY_EINVAL, TALLY_ENOMEM. O(1). */
+ * TALLY_EINVAL (NULL agg or out, ns with data NULL and len > 0);
+ * TALLY_EBADKEY (ns empty or longer than TALLY_KEY_MAX); TALLY_ENOMEM.
+ * O(1). */
 TALLY_API int tally_cursor_open(const tally_agg *agg, const tally_bytes *ns,
                                 tally_cursor **out);
 
@@ -740,7 +843,8 @@ TALLY_API int tally_cursor_rank(const tally_cursor *c, uint64_t *rank);
  * tally_agg_validate - walk every namespace and node, recompute counts and
  * sums, check every invariant. On failure writes a message naming the
  * namespace, node and numbered invariant into msg (may be NULL).
- * @return TALLY_OK or TALLY_ECORRUPT. O(total items).
+ * @return TALLY_OK; TALLY_ECORRUPT; TALLY_EINVAL for a NULL agg.
+ * O(total items).
  */
 TALLY_API int tally_agg_validate(const tally_agg *agg, char *msg,
                                  size_t msglen);
@@ -806,7 +910,7 @@ typedef struct tally_table_options {
  * was. Which extractors run: insert-like rows (the new row) get ns, key
  * and sum; rows being removed (the old row) get ns and key only. For the
  * ns extractor *has_ns starts out true: build a key into *ns, or set it to
- * false for "no namespace" (true with nothing built is TALLY_EINVAL).
+ * false for "no namespace" (true with nothing built is TALLY_EBADKEY).
  * The table argument is the name of the row's table, passed to the
  * extractors in tally_row.table (so one table aggregate can serve several
  * tables); it may be NULL. Results common to all of them: TALLY_EINVAL for

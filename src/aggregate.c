@@ -46,6 +46,7 @@
 
 #include "agg_int.h"
 #include "btree_int.h"
+#include "page_int.h"
 
 /* One named namespace: a copy of its bytes and its tree. */
 typedef struct agg_ns {
@@ -97,15 +98,23 @@ static int agg_check_bytes(tally_bytes b, size_t max) {
   return TALLY_OK;
 }
 
+/* Keys and namespaces are 1..TALLY_KEY_MAX bytes: the key builder never
+ * makes an empty one, and an empty view is refused rather than taken as a
+ * key of its own. */
+static int agg_check_key(tally_bytes key) {
+  int rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  return rc == TALLY_OK && key.len == 0 ? TALLY_EBADKEY : rc;
+}
+
 static int agg_check_ns(const tally_bytes *ns) {
-  return ns == NULL ? TALLY_OK : agg_check_bytes(*ns, TALLY_KEY_MAX);
+  return ns == NULL ? TALLY_OK : agg_check_key(*ns);
 }
 
 static int agg_check_item(const tally_bytes *ns, tally_bytes key,
                           tally_bytes id) {
   int rc = agg_check_ns(ns);
   if (rc == TALLY_OK)
-    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+    rc = agg_check_key(key);
   if (rc == TALLY_OK)
     rc = agg_check_bytes(id, TALLY_ID_MAX);
   return rc;
@@ -615,6 +624,45 @@ static int agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
   return rc;
 }
 
+static int agg_load(tally_agg *agg, const tally_bytes *ns,
+                    const tally_entry *items, size_t n) {
+  tally__tree *t;
+  size_t i, mark;
+  int rc;
+
+  if (agg == NULL || (items == NULL && n > 0))
+    return TALLY_EINVAL;
+  rc = agg_check_ns(ns);
+  for (i = 0; rc == TALLY_OK && i < n; i++) {
+    const tally_entry *e = &items[i];
+    rc = agg_check_item(NULL, e->key, e->id);
+    if (rc == TALLY_OK)
+      rc = agg_check_sum(e->sum);
+    if (rc == TALLY_OK && i > 0) {
+      const tally_entry *d = &items[i - 1];
+      int c = agg_cmp(agg_data(d->key), d->key.len, agg_data(e->key),
+                      e->key.len);
+      if (c == 0)
+        c = agg_cmp(agg_data(d->id), d->id.len, agg_data(e->id), e->id.len);
+      if (c >= 0)
+        rc = TALLY_EINVAL;
+    }
+  }
+  if (rc != TALLY_OK)
+    return rc;
+  if (agg_tree(agg, ns) != NULL)
+    return TALLY_EEXISTS;
+  if (n == 0)
+    return TALLY_OK; /* an empty namespace does not exist (invariant 2) */
+  /* The tree is new in this write: its "new tree" record frees it whole,
+   * nodes and all, on rollback, so the load itself logs nothing. */
+  mark = tally__undo_mark(&agg->cx.undo);
+  rc = agg_tree_for_write(agg, ns, true, &t);
+  if (rc == TALLY_OK)
+    rc = tally__tree_load(&agg->cx, t, items, n);
+  return agg_finish(agg, mark, rc);
+}
+
 static int agg_clear(tally_agg *agg, const tally_bytes *ns) {
   tally__tree *t;
   size_t mark;
@@ -732,6 +780,13 @@ int tally_agg_clear_all(tally_agg *agg) {
   if (agg_doomed(agg))
     return TALLY_EBADTXN;
   return agg_note(agg, agg_clear_all(agg));
+}
+
+int tally_agg_load(tally_agg *agg, const tally_bytes *ns,
+                   const tally_entry *items, size_t n) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_load(agg, ns, items, n));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1041,7 +1096,7 @@ int tally_agg_index_of(const tally_agg *agg, const tally_bytes *ns,
     return TALLY_EINVAL;
   rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
   if (rc == TALLY_OK)
-    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+    rc = agg_check_key(key);
   if (rc == TALLY_OK && id != NULL)
     rc = agg_check_bytes(*id, TALLY_ID_MAX);
   if (rc != TALLY_OK)
@@ -1081,51 +1136,56 @@ int tally_agg_index_of(const tally_agg *agg, const tally_bytes *ns,
 /* ------------------------------------------------------------------------ */
 
 /*
- * Page cursor format, version 1 (all lengths big-endian):
+ * Page cursor format, version 2 (all lengths big-endian):
  *
- *   +------+---------+---------+-----------+-------+----------+
- *   | 0xA7 | ver = 1 | klen:16 | key bytes | ilen:8 | id bytes |
- *   +------+---------+---------+-----------+-------+----------+
+ *   +------+---------+-------+---------+-----------+-------+----------+
+ *   | 0xA7 | ver = 2 | order | klen:16 | key bytes | ilen:8 | id bytes |
+ *   +------+---------+-------+---------+-----------+-------+----------+
  *
- * It names the position (key, id) of the last item returned. Anything
- * else - other magic or version, klen > TALLY_KEY_MAX, ilen > TALLY_ID_MAX,
- * a length running past the end, trailing bytes - is malformed.
+ * It names the position (key, id) of the last item returned and the order
+ * of the pages (0 ascending, 1 descending): a cursor only continues pages
+ * of its own order. Anything else - other magic or version, an unknown
+ * order, klen of 0 or above TALLY_KEY_MAX, ilen > TALLY_ID_MAX, a length
+ * running past the end, trailing bytes - is malformed.
  */
 #define AGG_CURSOR_MAGIC 0xA7u
-#define AGG_CURSOR_VERSION 1u
-#define AGG_CURSOR_HEAD 4u /* magic, version, klen */
+#define AGG_CURSOR_VERSION 2u
+#define AGG_CURSOR_HEAD 5u /* magic, version, order, klen */
 
-static void agg_cursor_encode(const tally_item *it, tally_page_cursor *c) {
+static void agg_cursor_encode(const tally_entry *it, tally_order order,
+                              tally_page_cursor *c) {
   unsigned char *p = c->data;
   *p++ = AGG_CURSOR_MAGIC;
   *p++ = AGG_CURSOR_VERSION;
-  *p++ = (unsigned char)(it->key_len >> 8);
-  *p++ = (unsigned char)(it->key_len & 0xffu);
-  if (it->key_len)
-    memcpy(p, it->key, it->key_len);
-  p += it->key_len;
-  *p++ = (unsigned char)it->id_len;
-  if (it->id_len)
-    memcpy(p, it->id, it->id_len);
-  p += it->id_len;
+  *p++ = (unsigned char)order;
+  *p++ = (unsigned char)(it->key.len >> 8);
+  *p++ = (unsigned char)(it->key.len & 0xffu);
+  memcpy(p, it->key.data, it->key.len);
+  p += it->key.len;
+  *p++ = (unsigned char)it->id.len;
+  if (it->id.len)
+    memcpy(p, it->id.data, it->id.len);
+  p += it->id.len;
   c->len = (size_t)(p - c->data);
 }
 
 /* Parse a cursor into views of its key and id (borrowed from cur). */
-static int agg_cursor_decode(tally_bytes cur, tally_bytes *key,
-                             tally_bytes *id) {
-  const unsigned char *p = cur.data;
+static int agg_cursor_decode(const tally_page_cursor *cur, tally_order order,
+                             tally_bytes *key, tally_bytes *id) {
+  const unsigned char *p = cur->data;
   size_t klen, ilen;
 
-  if (p == NULL || cur.len < AGG_CURSOR_HEAD + 1)
+  if (cur->len < AGG_CURSOR_HEAD + 1 || cur->len > TALLY_PAGE_CURSOR_MAX)
     return TALLY_EINVAL;
-  if (p[0] != AGG_CURSOR_MAGIC || p[1] != AGG_CURSOR_VERSION)
+  if (p[0] != AGG_CURSOR_MAGIC || p[1] != AGG_CURSOR_VERSION ||
+      p[2] != (unsigned char)order)
     return TALLY_EINVAL;
-  klen = ((size_t)p[2] << 8) | p[3];
-  if (klen > TALLY_KEY_MAX || cur.len < AGG_CURSOR_HEAD + klen + 1)
+  klen = ((size_t)p[3] << 8) | p[4];
+  if (klen == 0 || klen > TALLY_KEY_MAX ||
+      cur->len < AGG_CURSOR_HEAD + klen + 1)
     return TALLY_EINVAL;
   ilen = p[AGG_CURSOR_HEAD + klen];
-  if (ilen > TALLY_ID_MAX || cur.len != AGG_CURSOR_HEAD + klen + 1 + ilen)
+  if (ilen > TALLY_ID_MAX || cur->len != AGG_CURSOR_HEAD + klen + 1 + ilen)
     return TALLY_EINVAL;
   key->data = p + AGG_CURSOR_HEAD;
   key->len = klen;
@@ -1136,65 +1196,74 @@ static int agg_cursor_decode(tally_bytes cur, tally_bytes *key,
 
 int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
                        const tally_bounds *bounds, tally_order order,
-                       const tally_bytes *cursor, size_t page_size,
-                       tally_item *items, size_t *n_items,
-                       tally_page_cursor *next, bool *done) {
+                       const tally_page_cursor *cursor, size_t page_size,
+                       tally_page *page) {
   tally__tree *t;
-  tally__edge lo, hi;
+  tally__edge lo, hi, ce;
   tally_bytes ckey, cid;
   tally__iter it;
-  uint64_t rlo, rhi, remaining, take, i;
+  tally_item item;
+  uint64_t rlo, rhi, rc_edge, remaining, take, i;
   int rc;
 
   /* page_size first: it precedes the end-marker check (contract §4.9) */
   if (page_size == 0)
     return TALLY_EINVAL;
-  if (items == NULL || n_items == NULL || next == NULL || done == NULL ||
-      (order != TALLY_ASC && order != TALLY_DESC))
+  if (page == NULL || (order != TALLY_ASC && order != TALLY_DESC))
     return TALLY_EINVAL;
   rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
   if (rc != TALLY_OK)
     return rc;
-  if (cursor != NULL && cursor->data == NULL && cursor->len > 0)
-    return TALLY_EINVAL;
   if (cursor != NULL && cursor->len > 0) {
-    rc = agg_cursor_decode(*cursor, &ckey, &cid);
+    rc = agg_cursor_decode(cursor, order, &ckey, &cid);
     if (rc != TALLY_OK)
       return rc;
-    /* the cursor replaces the bound on the side it was taken from */
-    if (order == TALLY_ASC)
-      agg_edge(&lo, TALLY__EDGE_POS_AFTER, ckey, &cid);
-    else
-      agg_edge(&hi, TALLY__EDGE_POS_BEFORE, ckey, &cid);
   }
   if (t == NULL || (cursor != NULL && cursor->len == 0)) {
-    *n_items = 0;
-    next->len = 0;
-    *done = true;
+    tally__page_reset(page);
+    tally__page_finish(page, true);
     return TALLY_OK;
   }
 
   rlo = tally__tree_rank(t, &lo);
   rhi = tally__tree_rank(t, &hi);
+  if (cursor != NULL) {
+    /* The cursor narrows the bounds on its side; it never widens them,
+     * whatever cursor a client hands back. */
+    agg_edge(&ce, order == TALLY_ASC ? TALLY__EDGE_POS_AFTER
+                                     : TALLY__EDGE_POS_BEFORE,
+             ckey, &cid);
+    rc_edge = tally__tree_rank(t, &ce);
+    if (order == TALLY_ASC && rc_edge > rlo)
+      rlo = rc_edge;
+    if (order == TALLY_DESC && rc_edge < rhi)
+      rhi = rc_edge;
+  }
   remaining = rhi > rlo ? rhi - rlo : 0;
   take = remaining < page_size ? remaining : (uint64_t)page_size;
+  rc = tally__page_reserve(page, (size_t)take);
+  if (rc != TALLY_OK)
+    return rc;
+  tally__page_reset(page);
   if (take > 0) {
     rc = tally__iter_seek_rank(&it, t, order == TALLY_ASC ? rlo : rhi - 1);
     for (i = 0; rc == TALLY_OK && i < take; i++) {
       if (i > 0)
         rc = order == TALLY_ASC ? tally__iter_next(&it) : tally__iter_prev(&it);
       if (rc == TALLY_OK)
-        rc = tally__iter_get(&it, &items[i]);
+        rc = tally__iter_get(&it, &item);
+      if (rc == TALLY_OK)
+        rc = tally__page_push(page, &item);
     }
-    if (rc != TALLY_OK)
+    if (rc != TALLY_OK) {
+      tally__page_reset(page);
       return rc == TALLY_ENOTFOUND ? TALLY_ECORRUPT : rc;
+    }
   }
-  *n_items = (size_t)take;
-  *done = remaining <= page_size;
-  if (*done)
-    next->len = 0;
-  else
-    agg_cursor_encode(&items[take - 1], next);
+  tally__page_finish(page, remaining <= page_size);
+  if (remaining > page_size)
+    agg_cursor_encode(&tally_page_items(page)[take - 1], order,
+                      tally__page_cursor(page));
   return TALLY_OK;
 }
 
@@ -1399,7 +1468,7 @@ int tally_cursor_seek(tally_cursor *c, tally_rel rel, tally_bytes key,
   if (c == NULL || (rel != TALLY_LT && rel != TALLY_LE && rel != TALLY_GE &&
                     rel != TALLY_GT))
     return TALLY_EINVAL;
-  rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  rc = agg_check_key(key);
   if (rc == TALLY_OK && id != NULL)
     rc = agg_check_bytes(*id, TALLY_ID_MAX);
   if (rc != TALLY_OK)

@@ -105,6 +105,8 @@ static int tbl_extract(const tally_table *t, const char *table,
     }
     if (has_ns) {
       rc = tally_key_finish(&x->nb, &x->nsv);
+      if (rc == TALLY_EINVAL)
+        rc = TALLY_EBADKEY; /* left unfinished by the extractor */
       if (rc != TALLY_OK)
         return rc;
       x->ns = &x->nsv;
@@ -117,6 +119,8 @@ static int tbl_extract(const tally_table *t, const char *table,
     return TALLY_EHOOK;
   }
   rc = tally_key_finish(&x->kb, &x->key);
+  if (rc == TALLY_EINVAL)
+    rc = TALLY_EBADKEY; /* left unfinished by the extractor */
   if (rc != TALLY_OK)
     return rc;
   if (want_sum && t->opts.sum != NULL) {

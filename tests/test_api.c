@@ -6,6 +6,8 @@
  * aggregates, extractors that see the table and the row id, and the
  * zero-initialised store.
  */
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -495,6 +497,180 @@ static void test_store_version_rule(void **state) {
   mt_free(&mt);
 }
 
+
+/* ---------------------------------------------------------------------- */
+/* The common cases in one line                                            */
+/* ---------------------------------------------------------------------- */
+
+static void test_one_line_keys(void **state) {
+  (void)state;
+  tally_agg *agg = NULL;
+  assert_int_equal(tally_agg_new(NULL, &agg), TALLY_OK);
+  unsigned char b[8];
+  /* inline in the call */
+  assert_int_equal(tally_agg_insert(agg, NULL, TALLY_KEY_INT(1850),
+                                    tally_id_int(1, b), 1850.0),
+                   TALLY_OK);
+  tally_bytes chess = TALLY_KEY_STR("chess");
+  assert_int_equal(tally_agg_insert(agg, &chess, TALLY_KEY_DOUBLE(2.5),
+                                    tally_id_int(2, b), 1.0),
+                   TALLY_OK);
+  /* same bytes as the key builder */
+  tally_keybuf kb;
+  tally_bytes built, one = TALLY_KEY_INT(-7);
+  tally_key_init(&kb);
+  assert_int_equal(tally_key_int(&kb, -7), TALLY_OK);
+  assert_int_equal(tally_key_finish(&kb, &built), TALLY_OK);
+  assert_int_equal(tally_key_compare(built, one), 0);
+  tally_bytes s1 = TALLY_KEY_STR("a\xc3\xa9");
+  tally_key_init(&kb);
+  assert_int_equal(tally_key_cstr(&kb, "a\xc3\xa9"), TALLY_OK);
+  assert_int_equal(tally_key_finish(&kb, &built), TALLY_OK);
+  assert_int_equal(tally_key_compare(built, s1), 0);
+  /* and back */
+  tally_item it;
+  int64_t v = 0;
+  double d = 0;
+  char str[8];
+  size_t len = 0;
+  assert_int_equal(tally_agg_min(agg, NULL, NULL, &it), TALLY_OK);
+  assert_int_equal(tally_key_to_int(tally_item_key(&it), &v), TALLY_OK);
+  assert_int_equal(v, 1850);
+  assert_int_equal(tally_key_to_double(TALLY_KEY_DOUBLE(-0.5), &d), TALLY_OK);
+  tu_assert_double_eq(d, -0.5);
+  assert_int_equal(tally_key_to_str(TALLY_KEY_STR("chess"), str, sizeof str,
+                                    &len),
+                   TALLY_OK);
+  assert_string_equal(str, "chess");
+  assert_int_equal(len, 5);
+  /* wrong type, too small, malformed, invalid views */
+  assert_int_equal(tally_key_to_int(TALLY_KEY_DOUBLE(1.0), &v), TALLY_EINVAL);
+  assert_int_equal(tally_key_to_double(TALLY_KEY_INT(1), &d), TALLY_EINVAL);
+  assert_int_equal(tally_key_to_str(TALLY_KEY_INT(1), str, sizeof str, NULL),
+                   TALLY_EINVAL);
+  assert_int_equal(tally_key_to_str(TALLY_KEY_STR("chessboard"), str, 6, &len),
+                   TALLY_ERANGE);
+  assert_string_equal(str, "chess");
+  assert_int_equal(len, 10);
+  tally_key_init(&kb);
+  tally_key_tuple_begin(&kb);
+  tally_key_int(&kb, 1);
+  tally_key_tuple_end(&kb);
+  assert_int_equal(tally_key_finish(&kb, &built), TALLY_OK);
+  assert_int_equal(tally_key_to_int(built, &v), TALLY_EINVAL); /* a tuple */
+  const unsigned char junk[] = {0x10, 1, 2};
+  tally_bytes bad = {junk, sizeof junk};
+  assert_int_equal(tally_key_to_int(bad, &v), TALLY_EBADKEY);
+  tally_bytes empty = {junk, 0};
+  assert_int_equal(tally_key_to_int(empty, &v), TALLY_EBADKEY);
+  tally_bytes nowhere = {NULL, 3};
+  assert_int_equal(tally_key_to_int(nowhere, &v), TALLY_EINVAL);
+  assert_int_equal(tally_key_to_int(one, NULL), TALLY_EINVAL);
+  assert_int_equal(v, 1850); /* untouched by every failure */
+  /* a helper that cannot build its key fails the call it is passed to */
+  char big[TALLY_KEY_MAX + 1];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  tally_bytes failed = TALLY_KEY_STR(big);
+  assert_null(failed.data);
+  assert_true(failed.len > 0);
+  assert_int_equal(tally_agg_insert(agg, NULL, failed, tally_id_int(3, b), 0),
+                   TALLY_EINVAL);
+  assert_null(tally_key_of_str(NULL, (unsigned char[4]){0}, 4).data);
+  assert_null(tally_key_of_int(1, NULL).data);
+  assert_null(tally_id_int(1, NULL).data);
+  assert_int_equal(tally_agg_insert(agg, NULL, one, tally_id_int(1, NULL), 0),
+                   TALLY_EINVAL);
+  uint64_t n = 0;
+  assert_int_equal(tally_agg_count(agg, NULL, NULL, &n), TALLY_OK);
+  assert_int_equal(n, 1);
+  tally_agg_free(agg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Sums stay finite whatever the items                                     */
+/* ---------------------------------------------------------------------- */
+
+static void test_sum_limit(void **state) {
+  (void)state;
+  tally_agg_options o;
+  tally_agg *agg = NULL;
+  memset(&o, 0, sizeof o);
+  o.node_size = 4;
+  assert_int_equal(tally_agg_new(&o, &agg), TALLY_OK);
+  unsigned char b[8];
+  /* the items that used to make a leaf total inf - inf = NaN */
+  const double huge[] = {1e308, 1e308, -1e308, -1e308, DBL_MAX, -DBL_MAX,
+                         TALLY_SUM_MAX * 2, -TALLY_SUM_MAX * 2};
+  for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++)
+    assert_int_equal(tally_agg_insert(agg, NULL, TALLY_KEY_INT((int64_t)i),
+                                      tally_id_int(1, b), huge[i]),
+                     TALLY_EINVAL);
+  assert_int_equal(tally_agg_insert(agg, NULL, TALLY_KEY_INT(0),
+                                    tally_id_int(1, b), nextafter(TALLY_SUM_MAX,
+                                                                  INFINITY)),
+                   TALLY_EINVAL);
+  /* at the limit: many items, every total finite and exact */
+  for (int i = 0; i < 64; i++)
+    assert_int_equal(tally_agg_insert(agg, NULL, TALLY_KEY_INT(i),
+                                      tally_id_int(i, b),
+                                      i % 2 ? -TALLY_SUM_MAX : TALLY_SUM_MAX),
+                     TALLY_OK);
+  for (int i = 64; i < 128; i++)
+    assert_int_equal(tally_agg_insert(agg, NULL, TALLY_KEY_INT(i),
+                                      tally_id_int(i, b), TALLY_SUM_MAX),
+                     TALLY_OK);
+  char msg[128];
+  assert_int_equal(tally_agg_validate(agg, msg, sizeof msg), TALLY_OK);
+  double sum = 0;
+  assert_int_equal(tally_agg_sum(agg, NULL, NULL, &sum), TALLY_OK);
+  assert_true(isfinite(sum));
+  tu_assert_double_eq(sum, 64 * TALLY_SUM_MAX);
+  /* replace and upsert obey the same limit */
+  bool changed = true;
+  assert_int_equal(tally_agg_insert_if_absent(agg, NULL, TALLY_KEY_INT(0),
+                                              tally_id_int(0, b), DBL_MAX,
+                                              &changed),
+                   TALLY_EINVAL);
+  assert_int_equal(tally_agg_replace(agg, NULL, TALLY_KEY_INT(0),
+                                     tally_id_int(0, b), NULL,
+                                     TALLY_KEY_INT(0), -INFINITY),
+                   TALLY_EINVAL);
+  assert_int_equal(tally_agg_validate(agg, msg, sizeof msg), TALLY_OK);
+  assert_int_equal(tally_agg_sum(agg, NULL, NULL, &sum), TALLY_OK);
+  tu_assert_double_eq(sum, 64 * TALLY_SUM_MAX);
+  tally_agg_free(agg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* NULL where it is not allowed                                            */
+/* ---------------------------------------------------------------------- */
+
+static void test_null_refused(void **state) {
+  (void)state;
+  const unsigned char k[] = {0x10, 0x80, 0, 0, 0, 0, 0, 0, 1};
+  tally_bytes key = {k, sizeof k};
+  tally_bytes nowhere = {NULL, 3};
+  /* compare never reads through NULL: it compares as empty */
+  assert_true(tally_key_compare(nowhere, key) < 0);
+  assert_true(tally_key_compare(key, nowhere) > 0);
+  assert_int_equal(tally_key_compare(nowhere, nowhere), 0);
+  assert_int_equal(tally_agg_validate(NULL, NULL, 0), TALLY_EINVAL);
+  tally_agg *agg = NULL;
+  assert_int_equal(tally_agg_new(NULL, &agg), TALLY_OK);
+  unsigned char big[TALLY_KEY_MAX + 1];
+  memset(big, 0x10, sizeof big);
+  tally_bytes bigns = {big, sizeof big};
+  tally_cursor *c = NULL;
+  assert_int_equal(tally_cursor_open(agg, &bigns, &c), TALLY_EBADKEY);
+  assert_null(c);
+  tally_bytes emptyns = {big, 0};
+  assert_int_equal(tally_cursor_open(agg, &emptyns, &c), TALLY_EBADKEY);
+  assert_int_equal(tally_cursor_open(agg, &nowhere, &c), TALLY_EINVAL);
+  assert_int_equal(tally_cursor_open(agg, NULL, NULL), TALLY_EINVAL);
+  tally_agg_free(agg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_missing_row_vs_doomed),
@@ -506,6 +682,10 @@ int main(void) {
       cmocka_unit_test(test_table_over_existing_agg),
       cmocka_unit_test(test_extractor_sees_table_and_id),
       cmocka_unit_test(test_store_version_rule),
+      cmocka_unit_test(test_one_line_keys),
+      cmocka_unit_test(test_sum_limit),
+      cmocka_unit_test(test_null_refused),
+
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

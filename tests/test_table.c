@@ -749,12 +749,12 @@ static void test_extractor_failures(void **state) {
   static const struct {
     int bad, table, rc;
   } bads[] = {
-      {BAD_KEY_EMPTY, T_SCORE, TALLY_EINVAL},
-      {BAD_KEY_OPEN, T_USER_SCORE, TALLY_EINVAL},
+      {BAD_KEY_EMPTY, T_SCORE, TALLY_EBADKEY},
+      {BAD_KEY_OPEN, T_USER_SCORE, TALLY_EBADKEY},
       {BAD_KEY_LONG, T_SCORE, TALLY_EBADKEY},
       {BAD_SUM_NAN, T_USER, TALLY_EINVAL},
       {BAD_SUM_INF, T_USER_SCORE, TALLY_EINVAL},
-      {BAD_NS_EMPTY, T_USER, TALLY_EINVAL},
+      {BAD_NS_EMPTY, T_USER, TALLY_EBADKEY},
   };
   for (size_t k = 0; k < sizeof bads / sizeof bads[0]; k++) {
     int i = bads[k].table;
