@@ -140,19 +140,16 @@ static bool before(int a, int b) {
 
 static void report(void) {
   for (int o = 0; o < N_OWNERS; o++) {
-    tally_keybuf nb, pb;
-    tally_bytes ns, open_prefix;
+    tally_keybuf pb;
+    tally_bytes ns = TALLY_KEY_STR(owners[o]), open_prefix;
     uint64_t n, place;
     double hours;
     tally_item next;
-    tally_key_init(&nb);
-    tally_key_cstr(&nb, owners[o]);
-    check(tally_key_finish(&nb, &ns), "ns");
     tally_key_init(&pb); /* the unfinished tuple [false */
     tally_key_tuple_begin(&pb);
     tally_key_bool(&pb, false);
     check(tally_key_prefix(&pb, &open_prefix), "prefix");
-    tally_bounds open = {NULL, NULL, NULL, &open_prefix};
+    tally_bounds open = tally_bounds_prefix(open_prefix);
     check(tally_agg_count_sum(tally_table_agg(queue), &ns, &open, &n, &hours),
           "count_sum");
 

@@ -138,7 +138,7 @@ int main(void) {
   tally_key_tuple_begin(&pb);
   tally_key_cstr(&pb, "jazz");
   check(tally_key_prefix(&pb, &jazz_prefix), "prefix");
-  tally_bounds only_jazz = {NULL, NULL, NULL, &jazz_prefix};
+  tally_bounds only_jazz = tally_bounds_prefix(jazz_prefix);
   uint64_t count;
   double seconds;
   check(tally_agg_count_sum(agg, NULL, &only_jazz, &count, &seconds), "count");

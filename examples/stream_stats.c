@@ -68,23 +68,11 @@ static double next_latency(long s) {
   return floor(base * 100.0) / 100.0; /* 10 us resolution: ties happen */
 }
 
-/* The encoded key of a latency. The key buffer lives on the caller's stack
- * and the returned view points into it. */
-static tally_bytes latency_key(tally_keybuf *kb, double ms) {
-  tally_bytes key;
-  tally_key_init(kb);
-  tally_key_double(kb, ms);
-  check(tally_key_finish(kb, &key), "key");
-  return key;
-}
-
 /* Read back the latency stored in an item's key. */
 static double item_latency(const tally_item *it) {
-  tally_keyreader r;
-  tally_elem e;
-  tally_key_reader(&r, tally_item_key(it));
-  check(tally_key_next(&r, &e), "decode");
-  return e.d;
+  double ms = 0;
+  check(tally_key_to_double(tally_item_key(it), &ms), "decode");
+  return ms;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -115,19 +103,17 @@ int main(void) {
 
   for (long s = 0; s < STREAM; s++) {
     double ms = next_latency(s);
-    tally_keybuf kb;
     unsigned char idbuf[8];
 
-    /* The oldest measurement leaves the window... */
-    if (s >= WINDOW) {
-      double old = ring[s % WINDOW];
-      check(tally_agg_delete(agg, NULL, latency_key(&kb, old),
+    /* The oldest measurement leaves the window... (TALLY_KEY_DOUBLE builds
+     * the encoded key of a double in place; NULL: no namespace) */
+    if (s >= WINDOW)
+      check(tally_agg_delete(agg, NULL, TALLY_KEY_DOUBLE(ring[s % WINDOW]),
                              tally_id_int(s - WINDOW, idbuf)),
             "delete");
-    }
     /* ...and the new one enters it. */
     ring[s % WINDOW] = ms;
-    check(tally_agg_insert(agg, NULL, latency_key(&kb, ms),
+    check(tally_agg_insert(agg, NULL, TALLY_KEY_DOUBLE(ms),
                            tally_id_int(s, idbuf), ms),
           "insert");
 
@@ -140,9 +126,8 @@ int main(void) {
     check(tally_agg_count_sum(agg, NULL, NULL, &n, &total), "count_sum");
     for (int i = 0; i < 4; i++)
       got[i] = percentile(agg, n, pct[i]);
-    /* How many took 50 ms or more: a count over the bounds [50, +inf). */
-    tally_bound lo = {latency_key(&kb, 50.0), {NULL, 0}, false, true};
-    tally_bounds at_least_50 = {&lo, NULL, NULL, NULL};
+    /* How many took 50 ms or more: a count over the bounds key >= 50. */
+    tally_bounds at_least_50 = tally_bounds_ge(TALLY_KEY_DOUBLE(50.0));
     check(tally_agg_count(agg, NULL, &at_least_50, &slow), "count");
     printf("%8ld %6llu %8.2f %8.2f %8.2f %8.2f %8.2f %10llu\n", s + 1,
            (unsigned long long)n, total / (double)n, got[0], got[1], got[2],

@@ -234,8 +234,6 @@ static void check_all(const char *what, int rc, int want_rc) {
   double total, csum, want_total = 0;
   int m = 0, audit_rows = 0;
   tally_item mid;
-  tally_keybuf kb;
-  tally_bytes key;
 
   printf("%-28s %-10s", what, tally_errname(rc));
   expect("result code", rc, want_rc);
@@ -262,19 +260,14 @@ static void check_all(const char *what, int rc, int want_rc) {
   last_audit = audit_rows;
   /* by_region: one namespace per region */
   for (int r = 0; r < 3; r++) {
-    tally_key_init(&kb);
-    tally_key_cstr(&kb, regions[r]);
-    check(tally_key_finish(&kb, &key), "key");
-    check(tally_agg_count_sum(tally_table_agg(by_region), &key, NULL, &cn,
+    tally_bytes ns = TALLY_KEY_STR(regions[r]);
+    check(tally_agg_count_sum(tally_table_agg(by_region), &ns, NULL, &cn,
                               &csum), "count_sum");
     compare_group("region", cn, csum, r, -1);
   }
   /* by_customer: one customer's orders are those with key == customer */
   for (int c = 0; c < 10; c++) {
-    tally_key_init(&kb);
-    tally_key_int(&kb, c);
-    check(tally_key_finish(&kb, &key), "key");
-    tally_bounds eq = {NULL, NULL, &key, NULL};
+    tally_bounds eq = tally_bounds_eq(TALLY_KEY_INT(c));
     check(tally_agg_count_sum(tally_table_agg(by_customer), NULL, &eq, &cn,
                               &csum), "count_sum");
     compare_group("customer", cn, csum, -1, c);
