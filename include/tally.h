@@ -173,7 +173,9 @@ typedef struct tally_allocator {
 /*
  * One item copied out of an aggregate: (key, id, sum). Keys and ids are
  * copied into the inline buffers, so the item stays valid after any later
- * write. About 600 bytes: fine on the stack, arrays of them for pages.
+ * write. About 600 bytes (room for the longest key and id): one is fine
+ * on the stack; pages of many items use tally_page, which stores only the
+ * bytes each item has.
  */
 typedef struct tally_item {
   size_t key_len;                     /* bytes used in key */
@@ -666,8 +668,13 @@ TALLY_API bool tally_agg_in_txn(const tally_agg *agg);
 /*
  * Common to every read: ns NULL = no namespace; a namespace that does not
  * exist reads as empty; bounds NULL admits everything; malformed bounds
- * are TALLY_EINVAL / TALLY_EBADKEY as the bounds section says. Reads
- * never modify the aggregate.
+ * are TALLY_EINVAL / TALLY_EBADKEY as the bounds section says. A NULL agg
+ * or result pointer, a view with data NULL and len > 0, or an order or
+ * relation outside its enum is TALLY_EINVAL; an empty or oversized
+ * namespace or key is TALLY_EBADKEY. Results are written only on success.
+ * Reads never modify the aggregate and never allocate (cursors and pages
+ * allocate in their own objects), so any number of threads may read one
+ * aggregate that nobody writes.
  */
 
 /* tally_agg_count - number of admitted items. O(B log n). */
