@@ -779,7 +779,7 @@ TALLY_API const tally_entry *tally_page_items(const tally_page *p);
 /* tally_page_done - true when no admitted item remains after this page. */
 TALLY_API bool tally_page_done(const tally_page *p);
 /* tally_page_next - the cursor for the following page (len 0 when done);
- * owned by the page, valid until it is filled again: copy it to keep it. */
+ * the page keeps it, valid until it is filled again: copy it to keep it. */
 TALLY_API const tally_page_cursor *tally_page_next(const tally_page *p);
 
 /*
@@ -975,7 +975,7 @@ typedef struct tally_table_options {
   unsigned node_size;           /* as tally_agg_options.node_size; must be
                                    0 when agg is given */
   const tally_allocator *alloc; /* NULL = C library; copied */
-  tally_agg *agg;               /* NULL: create an aggregate, owned by the
+  tally_agg *agg;               /* NULL: create an aggregate that belongs to the
                                    table aggregate; else work over this
                                    existing one (not owned, not freed; it
                                    must outlive the table aggregate) */
@@ -1235,7 +1235,7 @@ typedef struct tally_store {
    * into id and its length into *id_len. */
   int (*insert_row)(void *udata, const char *table, const void *row,
                     unsigned char *id, size_t *id_len);
-  /* Look up a row: *row points at a row owned by the store, which must
+  /* Look up a row: *row points at a row the store keeps, which must
    * stay valid and unchanged until tally passes it to release_row - even
    * if the row is later updated or deleted in the same transaction, and
    * after rollback (hand out copies or snapshots). TALLY_ENOTFOUND or
