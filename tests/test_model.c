@@ -680,7 +680,7 @@ static void mt_full_paginate(mt_run *R, int ns, tally_order order,
     cv.len = first ? 0 : next.len;
     n_items = 999;
     MCHK_RC(R,
-            tally_agg_paginate(R->agg, mt_ns(R, ns), B->p, order,
+            tu_paginate(R->agg, mt_ns(R, ns), B->p, order,
                                first ? NULL : &cv, page, R->items, &n_items,
                                &next, &done),
             TALLY_OK);
@@ -697,7 +697,7 @@ static void mt_full_paginate(mt_run *R, int ns, tally_order order,
   cv.data = next.data;
   cv.len = 0;
   MCHK_RC(R,
-          tally_agg_paginate(R->agg, mt_ns(R, ns), B->p, order, &cv, page,
+          tu_paginate(R->agg, mt_ns(R, ns), B->p, order, &cv, page,
                              R->items, &n_items, &next, &done),
           TALLY_OK);
   MCHK(R, n_items == 0 && done && next.len == 0);
@@ -823,7 +823,7 @@ static void mt_pager_step(mt_run *R) {
   bool done = false;
   tally_page_cursor next;
   MCHK_RC(R,
-          tally_agg_paginate(R->agg, mt_ns(R, P->ns), P->b.p, P->order,
+          tu_paginate(R->agg, mt_ns(R, P->ns), P->b.p, P->order,
                              P->last ? &cv : NULL, P->page_size, R->items,
                              &n_items, &next, &done),
           TALLY_OK);
