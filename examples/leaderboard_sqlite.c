@@ -552,7 +552,7 @@ static void lb_per_game(lb *b) {
     lb_check(tally_key_tuple_begin(&pkb), "key");
     lb_check(tally_key_cstr(&pkb, l.names[i]), "key");
     lb_check(tally_key_prefix(&pkb, &prefix), "key");
-    tally_bounds bounds = {NULL, NULL, NULL, &prefix};
+    tally_bounds bounds = tally_bounds_prefix(prefix);
     lb_check(tally_agg_count(tally_table_agg(b->by_game_score), NULL, &bounds,
                              &by_prefix),
              "count");

@@ -85,8 +85,7 @@ int main(void) {
   /* How many scored at least 500, and their points. */
   {
     tally_keybuf kb;
-    tally_bound lo = {score_key(&kb, 500), {NULL, 0}, false, true};
-    tally_bounds at_least_500 = {&lo, NULL, NULL, NULL};
+    tally_bounds at_least_500 = tally_bounds_ge(score_key(&kb, 500));
     check(tally_agg_count_sum(board, NULL, &at_least_500, &count, &total),
           "count_sum");
     printf("scored >= 500: %llu players, %.0f points\n",

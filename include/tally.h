@@ -27,7 +27,8 @@
  *    not thread-safe; reads never mutate, so concurrent readers without a
  *    writer are safe.
  *  - The library copies every key, id and namespace it keeps. Byte views
- *    passed in are only read during the call.
+ *    passed in are only read during the call, except by the bounds
+ *    constructors, whose results hold the views they are given.
  *  - Complexities use n for the number of items in the namespace involved
  *    and B for the node size.
  */
@@ -440,32 +441,101 @@ TALLY_API unsigned tally_agg_node_size(const tally_agg *agg);
 /* --- bounds -------------------------------------------------------------- */
 
 /*
- * One side of a range. Without an id, the bound applies to whole keys:
- * lower inclusive admits k >= key, lower exclusive k > key (no item with
- * that key, whatever its id), and mirror-wise for upper. With an id it
- * applies to (key, id) positions: lower inclusive admits (k,i) >= (key,id).
+ * Bounds are plain values: build them with the constructors below, pass a
+ * pointer to a read, keep or copy them freely. They borrow the bytes they
+ * are built from (keys, ids, eq keys, prefixes are views, not copies): those
+ * bytes must stay valid and unchanged for as long as the bounds are used.
+ *
+ *   tally_bounds b = tally_bounds_ge(k500);               score >= 500
+ *   tally_bounds r = tally_bounds_between(tally_incl(a),
+ *                                         tally_excl(z));  a <= key < z
+ *
+ * Which items a read admits:
+ *  - bounds pointer NULL, or every field zero (tally_bounds_all): all items.
+ *  - lower and/or upper (the other kind TALLY_UNBOUNDED for one side): a
+ *    side without an id applies to whole keys (lower inclusive admits
+ *    k >= key, lower exclusive k > key whatever the id, and mirror-wise for
+ *    upper); a side with an id applies to (key, id) positions (lower
+ *    inclusive admits (k, i) >= (key, id)). An inverted or empty range
+ *    admits nothing; that is not an error.
+ *  - has_eq: the items whose key equals eq.
+ *  - has_prefix: the items whose encoded key starts with the bytes of
+ *    prefix (build it with tally_key_prefix to select the tuples that start
+ *    with given elements). The empty prefix admits every item.
+ * Fields not in use are ignored: id when has_id is false, key and id of an
+ * unbounded side, eq when has_eq is false, prefix when has_prefix is false.
+ *
+ * A read given malformed bounds returns, changing nothing:
+ *  - TALLY_EINVAL: more than one form (has_eq with has_prefix, or either
+ *    with a lower or upper kind other than TALLY_UNBOUNDED); a kind value
+ *    outside tally_bound_kind; a used key, id, eq or prefix view with data
+ *    NULL and len > 0. These are checked before sizes.
+ *  - TALLY_EBADKEY: a used key, eq or prefix longer than TALLY_KEY_MAX, or
+ *    a used id longer than TALLY_ID_MAX.
  */
+
+/* How one side of a range is bounded. */
+typedef enum tally_bound_kind {
+  TALLY_UNBOUNDED = 0, /* no bound on this side (zero-initialised) */
+  TALLY_INCLUSIVE = 1, /* admits the bound itself */
+  TALLY_EXCLUSIVE = 2  /* admits only what lies strictly beyond it */
+} tally_bound_kind;
+
+/* One side of a range. Build it with tally_incl / tally_excl (and their
+ * _id forms) or tally_unbounded. */
 typedef struct tally_bound {
+  tally_bound_kind kind;
   tally_bytes key; /* encoded key */
   tally_bytes id;  /* used only when has_id */
   bool has_id;
-  bool inclusive;
 } tally_bound;
 
-/*
- * Which items a read looks at. A NULL bounds pointer, or all fields NULL,
- * admits everything. Use one form: lower and/or upper; or eq (items whose
- * key equals *eq); or prefix (items whose encoded key starts with the
- * bytes of *prefix - build it with tally_key_prefix to select tuples that
- * start with given elements). Mixing forms is TALLY_EINVAL. An inverted
- * range admits nothing (not an error).
- */
+/* Which items a read looks at; zero-initialised admits everything. */
 typedef struct tally_bounds {
-  const tally_bound *lower;  /* NULL: unbounded below */
-  const tally_bound *upper;  /* NULL: unbounded above */
-  const tally_bytes *eq;     /* NULL or an exact key */
-  const tally_bytes *prefix; /* NULL or a key byte prefix */
+  tally_bound lower;  /* kind TALLY_UNBOUNDED: unbounded below */
+  tally_bound upper;  /* kind TALLY_UNBOUNDED: unbounded above */
+  tally_bytes eq;     /* an exact key; used when has_eq */
+  tally_bytes prefix; /* a key byte prefix; used when has_prefix */
+  bool has_eq;
+  bool has_prefix;
 } tally_bounds;
+
+/*
+ * Bound constructors. Each returns its value, checks nothing (a read checks
+ * the bounds it is given, as above), allocates nothing, and borrows key and
+ * id: they must outlive every use of the result. O(1).
+ *  tally_unbounded   no bound on this side
+ *  tally_incl        the whole key, included   (>= key below, <= key above)
+ *  tally_excl        the whole key, excluded   (> key below, < key above)
+ *  tally_incl_id     the position (key, id), included
+ *  tally_excl_id     the position (key, id), excluded
+ */
+TALLY_API tally_bound tally_unbounded(void);
+TALLY_API tally_bound tally_incl(tally_bytes key);
+TALLY_API tally_bound tally_excl(tally_bytes key);
+TALLY_API tally_bound tally_incl_id(tally_bytes key, tally_bytes id);
+TALLY_API tally_bound tally_excl_id(tally_bytes key, tally_bytes id);
+
+/*
+ * Bounds constructors, with the same rules (no checks, no allocation,
+ * bytes borrowed, O(1)):
+ *  tally_bounds_all      every item (the same as passing NULL)
+ *  tally_bounds_ge       key >= k     tally_bounds_gt   key > k
+ *  tally_bounds_le       key <= k     tally_bounds_lt   key < k
+ *  tally_bounds_eq       key == k
+ *  tally_bounds_prefix   encoded key starts with the bytes of prefix
+ *  tally_bounds_between  lower and upper as given (either may be
+ *                        tally_unbounded())
+ */
+TALLY_API tally_bounds tally_bounds_all(void);
+TALLY_API tally_bounds tally_bounds_ge(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_gt(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_le(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_lt(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_eq(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_prefix(tally_bytes prefix);
+TALLY_API tally_bounds tally_bounds_between(tally_bound lower,
+                                            tally_bound upper);
 
 /* Order of a read that walks items. */
 typedef enum tally_order { TALLY_ASC = 0, TALLY_DESC = 1 } tally_order;
@@ -596,7 +666,7 @@ TALLY_API bool tally_agg_in_txn(const tally_agg *agg);
 /*
  * Common to every read: ns NULL = no namespace; a namespace that does not
  * exist reads as empty; bounds NULL admits everything; malformed bounds
- * (mixed forms, oversized keys) are TALLY_EINVAL / TALLY_EBADKEY. Reads
+ * are TALLY_EINVAL / TALLY_EBADKEY as the bounds section says. Reads
  * never modify the aggregate.
  */
 

@@ -865,10 +865,62 @@ static void agg_edge_end(tally__edge *e, tally__edge_kind kind) {
   e->idlen = 0;
 }
 
+/* Whether kind is one of tally_bound_kind's values (any int may arrive). */
+static bool agg_kind_ok(tally_bound_kind kind) {
+  switch (kind) {
+  case TALLY_UNBOUNDED:
+  case TALLY_INCLUSIVE:
+  case TALLY_EXCLUSIVE:
+    return true;
+  }
+  return false;
+}
+
+/* Check the views one side uses (its key, and its id when has_id). */
 static int agg_check_bound(const tally_bound *b) {
-  int rc = agg_check_bytes(b->key, TALLY_KEY_MAX);
+  int rc;
+  if (b->kind == TALLY_UNBOUNDED)
+    return TALLY_OK;
+  rc = agg_check_bytes(b->key, TALLY_KEY_MAX);
   if (rc == TALLY_OK && b->has_id)
     rc = agg_check_bytes(b->id, TALLY_ID_MAX);
+  return rc;
+}
+
+/* Whether v is an EINVAL view (data NULL, len > 0), before any size check. */
+static bool agg_null_view(tally_bytes v) { return v.data == NULL && v.len > 0; }
+
+/*
+ * Check bounds, all EINVAL conditions before any EBADKEY one (tally.h,
+ * bounds): one form only, known kinds, no NULL views with a length among
+ * the fields in use; then the sizes of those fields.
+ */
+static int agg_check_bounds(const tally_bounds *b) {
+  const tally_bound *side[2];
+  int i, rc;
+  side[0] = &b->lower;
+  side[1] = &b->upper;
+  if (!agg_kind_ok(b->lower.kind) || !agg_kind_ok(b->upper.kind))
+    return TALLY_EINVAL;
+  if ((b->has_eq || b->has_prefix) &&
+      (b->has_eq + b->has_prefix + (b->lower.kind != TALLY_UNBOUNDED) +
+           (b->upper.kind != TALLY_UNBOUNDED) > 1))
+    return TALLY_EINVAL;
+  if ((b->has_eq && agg_null_view(b->eq)) ||
+      (b->has_prefix && agg_null_view(b->prefix)))
+    return TALLY_EINVAL;
+  for (i = 0; i < 2; i++)
+    if (side[i]->kind != TALLY_UNBOUNDED &&
+        (agg_null_view(side[i]->key) ||
+         (side[i]->has_id && agg_null_view(side[i]->id))))
+      return TALLY_EINVAL;
+  if (b->has_eq)
+    return agg_check_bytes(b->eq, TALLY_KEY_MAX);
+  if (b->has_prefix)
+    return agg_check_bytes(b->prefix, TALLY_KEY_MAX);
+  rc = agg_check_bound(&b->lower);
+  if (rc == TALLY_OK)
+    rc = agg_check_bound(&b->upper);
   return rc;
 }
 
@@ -879,60 +931,46 @@ static int agg_check_bound(const tally_bound *b) {
 static int agg_bounds(const tally_bounds *b, tally__edge *lo,
                       tally__edge *hi) {
   int rc;
+  const tally_bound *l, *u;
 
   agg_edge_end(lo, TALLY__EDGE_MIN);
   agg_edge_end(hi, TALLY__EDGE_MAX);
   if (b == NULL)
     return TALLY_OK;
-  if ((b->eq != NULL || b->prefix != NULL) &&
-      (b->eq != NULL) + (b->prefix != NULL) + (b->lower != NULL) +
-              (b->upper != NULL) > 1)
-    return TALLY_EINVAL;
-  if (b->eq != NULL) {
-    rc = agg_check_bytes(*b->eq, TALLY_KEY_MAX);
-    if (rc != TALLY_OK)
-      return rc;
-    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, *b->eq, NULL);
-    agg_edge(hi, TALLY__EDGE_KEY_AFTER, *b->eq, NULL);
+  rc = agg_check_bounds(b);
+  if (rc != TALLY_OK)
+    return rc;
+  if (b->has_eq) {
+    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, b->eq, NULL);
+    agg_edge(hi, TALLY__EDGE_KEY_AFTER, b->eq, NULL);
     return TALLY_OK;
   }
-  if (b->prefix != NULL) {
-    rc = agg_check_bytes(*b->prefix, TALLY_KEY_MAX);
-    if (rc != TALLY_OK)
-      return rc;
+  if (b->has_prefix) {
     /* The empty prefix admits every key. */
-    if (b->prefix->len == 0)
+    if (b->prefix.len == 0)
       return TALLY_OK;
-    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, *b->prefix, NULL);
-    agg_edge(hi, TALLY__EDGE_PREFIX_END, *b->prefix, NULL);
+    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, b->prefix, NULL);
+    agg_edge(hi, TALLY__EDGE_PREFIX_END, b->prefix, NULL);
     return TALLY_OK;
   }
-  if (b->lower != NULL) {
-    const tally_bound *l = b->lower;
-    rc = agg_check_bound(l);
-    if (rc != TALLY_OK)
-      return rc;
+  l = &b->lower;
+  u = &b->upper;
+  if (l->kind != TALLY_UNBOUNDED) {
+    bool incl = l->kind == TALLY_INCLUSIVE;
     if (l->has_id)
-      agg_edge(lo,
-               l->inclusive ? TALLY__EDGE_POS_BEFORE : TALLY__EDGE_POS_AFTER,
+      agg_edge(lo, incl ? TALLY__EDGE_POS_BEFORE : TALLY__EDGE_POS_AFTER,
                l->key, &l->id);
     else
-      agg_edge(lo,
-               l->inclusive ? TALLY__EDGE_KEY_BEFORE : TALLY__EDGE_KEY_AFTER,
+      agg_edge(lo, incl ? TALLY__EDGE_KEY_BEFORE : TALLY__EDGE_KEY_AFTER,
                l->key, NULL);
   }
-  if (b->upper != NULL) {
-    const tally_bound *u = b->upper;
-    rc = agg_check_bound(u);
-    if (rc != TALLY_OK)
-      return rc;
+  if (u->kind != TALLY_UNBOUNDED) {
+    bool incl = u->kind == TALLY_INCLUSIVE;
     if (u->has_id)
-      agg_edge(hi,
-               u->inclusive ? TALLY__EDGE_POS_AFTER : TALLY__EDGE_POS_BEFORE,
+      agg_edge(hi, incl ? TALLY__EDGE_POS_AFTER : TALLY__EDGE_POS_BEFORE,
                u->key, &u->id);
     else
-      agg_edge(hi,
-               u->inclusive ? TALLY__EDGE_KEY_AFTER : TALLY__EDGE_KEY_BEFORE,
+      agg_edge(hi, incl ? TALLY__EDGE_KEY_AFTER : TALLY__EDGE_KEY_BEFORE,
                u->key, NULL);
   }
   return TALLY_OK;

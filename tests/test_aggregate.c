@@ -142,26 +142,15 @@ static void dump_same(const tally_agg *agg, const dump *before) {
 
 /* Bounds builders. */
 static tally_bound bnd(tally_bytes key, bool incl) {
-  tally_bound b;
-  memset(&b, 0, sizeof b);
-  b.key = key;
-  b.inclusive = incl;
-  return b;
+  return incl ? tally_incl(key) : tally_excl(key);
 }
 
 static tally_bound bnd_id(tally_bytes key, tally_bytes id, bool incl) {
-  tally_bound b = bnd(key, incl);
-  b.id = id;
-  b.has_id = true;
-  return b;
+  return incl ? tally_incl_id(key, id) : tally_excl_id(key, id);
 }
 
 static tally_bounds range(const tally_bound *lo, const tally_bound *hi) {
-  tally_bounds b;
-  memset(&b, 0, sizeof b);
-  b.lower = lo;
-  b.upper = hi;
-  return b;
+  return tu_bounds(lo, hi, NULL, NULL);
 }
 
 /* Collect the keys (ints) of a scan. */
@@ -882,30 +871,37 @@ static void test_bounds_int(void **state) {
   assert_int_equal(cnt(f->agg, NULL, NULL), 4);
   memset(&b, 0, sizeof b);
   assert_int_equal(cnt(f->agg, NULL, &b), 4);
+  b = tally_bounds_all();
+  assert_int_equal(cnt(f->agg, NULL, &b), 4);
 
   /* without id: whole keys */
   lo = bnd(k20.b, true);
   b = range(&lo, NULL);
   assert_int_equal(cnt(f->agg, NULL, &b), 3);
   lo = bnd(k20.b, false);
-  assert_int_equal(cnt(f->agg, NULL, &b), 1); /* issue #66 fixed form */
+  b = range(&lo, NULL);
+  assert_int_equal(cnt(f->agg, NULL, &b), 1); /* exclusive: no key 20 */
   hi = bnd(k20.b, true);
   b = range(NULL, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 3);
   hi = bnd(k20.b, false);
+  b = range(NULL, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
   /* with id: positions */
   lo = bnd_id(k20.b, i2.b, true);
   b = range(&lo, NULL);
   assert_int_equal(cnt(f->agg, NULL, &b), 2);
   lo = bnd_id(k20.b, i2.b, false);
+  b = range(&lo, NULL);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
   lo = bnd_id(k20.b, i3.b, true); /* an id no item has */
+  b = range(&lo, NULL);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
   hi = bnd_id(k20.b, i1.b, true);
   b = range(NULL, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 2);
   hi = bnd_id(k20.b, i1.b, false);
+  b = range(NULL, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
   /* both sides, sums */
   lo = bnd_id(k20.b, i2.b, true);
@@ -918,23 +914,24 @@ static void test_bounds_int(void **state) {
   /* inverted: nothing, not an error */
   lo = bnd(k30.b, true);
   hi = bnd(k10.b, true);
+  b = range(&lo, &hi);
   assert_int_equal(tally_agg_count_sum(f->agg, NULL, &b, &c, &s), TALLY_OK);
   assert_int_equal(c, 0);
   tu_assert_double_eq(s, 0);
   lo = bnd(k20.b, false);
   hi = bnd(k20.b, false);
+  b = range(&lo, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 0);
   /* eq */
-  memset(&b, 0, sizeof b);
-  b.eq = &k20.b;
+  b = tally_bounds_eq(k20.b);
   assert_int_equal(cnt(f->agg, NULL, &b), 2);
   tu_assert_double_eq(sm(f->agg, NULL, &b), 5);
-  b.eq = &i1.b; /* not a key in the tree */
+  b = tally_bounds_eq(i1.b); /* not a key in the tree */
   assert_int_equal(cnt(f->agg, NULL, &b), 0);
   /* missing namespace reads as empty */
   {
     tally_bytes nsx = {"nope", 4};
-    b.eq = &k20.b;
+    b = tally_bounds_eq(k20.b);
     assert_int_equal(cnt(f->agg, &nsx, &b), 0);
     tu_assert_double_eq(sm(f->agg, &nsx, NULL), 0);
     assert_int_equal(tally_agg_namespace_count(f->agg), 1);
@@ -942,39 +939,41 @@ static void test_bounds_int(void **state) {
 
   /* malformed bounds */
   lo = bnd(k10.b, true);
-  b.eq = &k20.b;
-  b.lower = &lo;
+  b = tally_bounds_eq(k20.b);
+  b.lower = lo;
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
-  b.lower = NULL;
-  b.upper = &lo;
+  b.lower = tally_unbounded();
+  b.upper = lo;
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
-  b.upper = NULL;
-  b.prefix = &k20.b;
+  b.upper = tally_unbounded();
+  b.prefix = k20.b;
+  b.has_prefix = true;
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
-  b.eq = NULL;
-  b.lower = &lo;
+  b.has_eq = false;
+  b.lower = lo;
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
   big_b.data = big;
   big_b.len = sizeof big;
-  memset(&b, 0, sizeof b);
-  b.eq = &big_b;
+  b = tally_bounds_eq(big_b);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EBADKEY);
-  b.eq = &null_b;
+  b = tally_bounds_eq(null_b);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
-  b.eq = NULL;
-  b.prefix = &big_b;
+  b = tally_bounds_prefix(big_b);
   assert_int_equal(tally_agg_sum(f->agg, NULL, &b, &s), TALLY_EBADKEY);
   lo = bnd(big_b, true);
   b = range(&lo, NULL);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EBADKEY);
   big_b.len = TALLY_ID_MAX + 1;
   lo = bnd_id(k10.b, big_b, true);
+  b = range(&lo, NULL);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EBADKEY);
   lo = bnd_id(k10.b, null_b, true);
+  b = range(&lo, NULL);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
   /* the id of a bound without has_id is ignored */
   lo = bnd(k10.b, true);
   lo.id = null_b;
+  b = range(&lo, NULL);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_OK);
   assert_int_equal(c, 4);
   /* bad arguments */
@@ -1045,8 +1044,7 @@ static void test_bounds_tuples(void **state) {
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_cstr(&pb, "bob"), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
-  memset(&b, 0, sizeof b);
-  b.prefix = &pre;
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 5);
   tu_assert_double_eq(sm(f->agg, NULL, &b), 10);
   assert_int_equal(tally_agg_min(f->agg, NULL, &b, &it), TALLY_OK);
@@ -1061,20 +1059,24 @@ static void test_bounds_tuples(void **state) {
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_cstr(&pb, "dan"), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 5);
   tally_key_init(&pb);
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_cstr(&pb, "eve"), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 0);
   /* prefix [] admits every tuple, no scalar */
   tally_key_init(&pb);
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 20);
   /* the empty byte prefix admits everything */
   pre.data = NULL;
   pre.len = 0;
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 21);
   /* prefix ["bob", 3] */
   tally_key_init(&pb);
@@ -1082,6 +1084,7 @@ static void test_bounds_tuples(void **state) {
   assert_int_equal(tally_key_cstr(&pb, "bob"), TALLY_OK);
   assert_int_equal(tally_key_int(&pb, 3), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
 
   /* SEMANTICS 3: upper [20] inclusive does not include [20, "b"];
@@ -1110,8 +1113,7 @@ static void test_bounds_tuples(void **state) {
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_int(&pb, 20), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
-  memset(&b, 0, sizeof b);
-  b.prefix = &pre;
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 2); /* [20], [20, "b"] */
   tu_assert_double_eq(sm(f->agg, NULL, &b), 3);
   fx_close(f);
@@ -1187,7 +1189,7 @@ static void test_at_min_max_random(void **state) {
     assert_int_equal(tally_agg_random(f->agg, NULL, &b, 0.55, &it), TALLY_OK);
     assert_int_equal(key_int(&it), 15);
     /* inverted: nothing */
-    hi.inclusive = true;
+    hi.kind = TALLY_INCLUSIVE;
     lo.key = K(&k10, 25);
     b = range(&lo, &hi);
     assert_int_equal(tally_agg_min(f->agg, NULL, &b, &it), TALLY_ENOTFOUND);
@@ -1216,9 +1218,8 @@ static void test_at_min_max_random(void **state) {
   assert_int_equal(ins(f->agg, NULL, 20, 5, 0), TALLY_OK);
   assert_int_equal(ins(f->agg, NULL, 20, 500, 0), TALLY_OK);
   CHECK(f->agg);
-  memset(&b, 0, sizeof b);
-  b.eq = &k20.b;
   K(&k20, 20);
+  b = tally_bounds_eq(k20.b);
   assert_int_equal(tally_agg_min(f->agg, NULL, &b, &it), TALLY_OK);
   assert_int_equal(id_int(&it), 5);
   assert_int_equal(tally_agg_max(f->agg, NULL, &b, &it), TALLY_OK);
@@ -1325,10 +1326,9 @@ static void test_scan_and_batch(void **state) {
   q[3].offset = 21;
   assert_int_equal(tally_agg_at_batch(f->agg, q, 4, items), TALLY_ERANGE);
   {
-    tally_bounds bad;
-    memset(&bad, 0, sizeof bad);
-    bad.eq = &ns;
-    bad.prefix = &ns;
+    tally_bounds bad = tally_bounds_eq(ns);
+    bad.prefix = ns;
+    bad.has_prefix = true;
     q[1].bounds = &bad;
     assert_int_equal(tally_agg_count_batch(f->agg, q, 4, counts),
                      TALLY_EINVAL);

@@ -205,3 +205,21 @@ int tu_paginate(const tally_agg *agg, const tally_bytes *ns,
   tally_page_free(page);
   return rc;
 }
+
+tally_bounds tu_bounds(const tally_bound *lower, const tally_bound *upper,
+                       const tally_bytes *eq, const tally_bytes *prefix) {
+  tally_bounds b = tally_bounds_all();
+  if (lower != NULL)
+    b.lower = *lower;
+  if (upper != NULL)
+    b.upper = *upper;
+  if (eq != NULL) {
+    b.eq = *eq;
+    b.has_eq = true;
+  }
+  if (prefix != NULL) {
+    b.prefix = *prefix;
+    b.has_prefix = true;
+  }
+  return b;
+}

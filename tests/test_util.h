@@ -78,4 +78,9 @@ int tu_paginate(const tally_agg *agg, const tally_bytes *ns,
 /* Copy a page entry into a tally_item. */
 void tu_item_of(const tally_entry *e, tally_item *out);
 
+/* Bounds from optional parts (NULL = that part absent), the shape older
+ * tests use. The result borrows the bytes, like the public constructors. */
+tally_bounds tu_bounds(const tally_bound *lower, const tally_bound *upper,
+                       const tally_bytes *eq, const tally_bytes *prefix);
+
 #endif

@@ -648,18 +648,9 @@ static void ta_range(void *self, int64_t lo, int64_t hi, uint64_t *n,
                      double *s) {
   bn_tally *t = self;
   tally_keybuf kl, kh;
-  tally_bound l, h;
-  tally_bounds b;
+  tally_bounds b = tally_bounds_between(tally_incl(ta_key(&kl, lo)),
+                                        tally_incl(ta_key(&kh, hi)));
   int rc;
-  memset(&l, 0, sizeof l);
-  memset(&h, 0, sizeof h);
-  memset(&b, 0, sizeof b);
-  l.key = ta_key(&kl, lo);
-  l.inclusive = true;
-  h.key = ta_key(&kh, hi);
-  h.inclusive = true;
-  b.lower = &l;
-  b.upper = &h;
   rc = tally_agg_count_sum(t->agg, NULL, &b, n, s);
   if (rc != TALLY_OK)
     bn_die("tally_agg_count_sum: %s", tally_strerror(rc));
@@ -669,7 +660,6 @@ static void ta_range(void *self, int64_t lo, int64_t hi, uint64_t *n,
  * starting there (the page cursor names positions, not offsets). */
 static uint64_t ta_page(void *self, uint64_t off, size_t len) {
   bn_tally *t = self;
-  tally_bound l;
   tally_bounds b;
   size_t got = 0, i;
   uint64_t h = 0;
@@ -679,13 +669,9 @@ static uint64_t ta_page(void *self, uint64_t off, size_t len) {
   rc = tally_agg_at(t->agg, NULL, NULL, (int64_t)off, &t->probe);
   if (rc != TALLY_OK)
     bn_die("tally_agg_at: %s", tally_strerror(rc));
-  memset(&l, 0, sizeof l);
-  memset(&b, 0, sizeof b);
-  l.key = tally_item_key(&t->probe);
-  l.id = tally_item_id(&t->probe);
-  l.has_id = true;
-  l.inclusive = true;
-  b.lower = &l;
+  b = tally_bounds_between(tally_incl_id(tally_item_key(&t->probe),
+                                        tally_item_id(&t->probe)),
+                           tally_unbounded());
   rc = tally_agg_paginate(t->agg, NULL, &b, TALLY_ASC, NULL, len, t->page);
   if (rc != TALLY_OK)
     bn_die("tally_agg_paginate: %s", tally_strerror(rc));
