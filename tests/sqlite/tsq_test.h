@@ -42,6 +42,9 @@ int tt_sum_score(const void *row, double *sum, void *udata);
 /* New table aggregates for the two (asserts). */
 tally_table *tt_new_by_score(void);
 tally_table *tt_new_by_player(void);
+/* The same without cmocka asserts (for forked children): NULL on error. */
+tally_table *tt_new_by_score_nocheck(void);
+tally_table *tt_new_by_player_nocheck(void);
 
 /* A handle with both aggregates attached (asserts). */
 typedef struct tt_env {
