@@ -27,7 +27,8 @@
  *    not thread-safe; reads never mutate, so concurrent readers without a
  *    writer are safe.
  *  - The library copies every key, id and namespace it keeps. Byte views
- *    passed in are only read during the call.
+ *    passed in are only read during the call, except by the bounds
+ *    constructors, whose results hold the views they are given.
  *  - Complexities use n for the number of items in the namespace involved
  *    and B for the node size.
  */
@@ -158,6 +159,16 @@ typedef struct tally_allocator {
 #define TALLY_KEY_MAX 512
 /* Longest id tally accepts, in bytes. Ids may be empty. */
 #define TALLY_ID_MAX 64
+
+/*
+ * Largest magnitude of an item's sum value: 2^958 (about 2.4e288). With
+ * every item within it, the total of any set of items (even 2^64 of them)
+ * stays finite, so no count or sum the tree caches is ever inf or NaN and
+ * every total depends only on the items, not on the tree's shape (up to
+ * the rounding of double addition; integer-valued sums are exact while
+ * they stay within 2^53). Larger values are refused with TALLY_EINVAL.
+ */
+#define TALLY_SUM_MAX 0x1p958
 
 /*
  * One item copied out of an aggregate: (key, id, sum). Keys and ids are
@@ -323,19 +334,66 @@ TALLY_API int tally_key_format(tally_bytes key, char *out, size_t cap,
 
 /*
  * tally_key_compare - order of two encoded keys: memcmp on the common
- * length, then shorter first. Returns <0, 0, >0. O(len).
+ * length, then shorter first. Returns <0, 0, >0. A view with data NULL
+ * compares as empty (nothing is read through it). O(len).
  */
 TALLY_API int tally_key_compare(tally_bytes a, tally_bytes b);
+
+/*
+ * One-element keys in one call. The common keys - a single int, double or
+ * string - without a tally_keybuf, and usable inline in a call through the
+ * macros, whose storage is a compound literal living until the end of the
+ * enclosing block (C99; not C++):
+ *
+ *     tally_agg_insert(agg, NULL, TALLY_KEY_INT(1850), id, 1850.0);
+ *     tally_bytes k = TALLY_KEY_STR("chess");
+ *
+ * Each returns a view into buf. When the key cannot be built (buf or s
+ * NULL, a string whose encoding exceeds cap) it returns the invalid view
+ * {NULL, len > 0}, which every function taking a key refuses with
+ * TALLY_EINVAL: a failed helper can never stand for another key. O(len).
+ */
+#define TALLY_KEY_SCALAR_SIZE 9 /* bytes of an encoded int64 or double */
+TALLY_API tally_bytes tally_key_of_int(int64_t v, unsigned char *buf);
+TALLY_API tally_bytes tally_key_of_double(double v, unsigned char *buf);
+/* s is NUL-terminated; buf holds cap bytes (TALLY_KEY_MAX always fits). */
+TALLY_API tally_bytes tally_key_of_str(const char *s, unsigned char *buf,
+                                       size_t cap);
+#define TALLY_KEY_INT(v)                                                       \
+  tally_key_of_int((v), (unsigned char[TALLY_KEY_SCALAR_SIZE]){0})
+#define TALLY_KEY_DOUBLE(v)                                                    \
+  tally_key_of_double((v), (unsigned char[TALLY_KEY_SCALAR_SIZE]){0})
+#define TALLY_KEY_STR(s)                                                       \
+  tally_key_of_str((s), (unsigned char[TALLY_KEY_MAX]){0}, TALLY_KEY_MAX)
+
+/*
+ * Read a one-element key back: tally_key_to_int(tally_item_key(&it), &v).
+ * @return TALLY_OK; TALLY_EINVAL (NULL out; a view with data NULL and
+ *         len > 0; a well-formed key of another type, a tuple included -
+ *         no conversion between int and double); TALLY_EBADKEY (empty or
+ *         malformed bytes). O(len).
+ * tally_key_to_str copies the string and a terminating NUL into out (cap
+ * bytes) and its length (without the NUL; the string may hold NULs) into
+ * *len (may be NULL); TALLY_ERANGE when it does not fit (out then holds
+ * the truncated, NUL-terminated start when cap > 0; *len the full length).
+ */
+TALLY_API int tally_key_to_int(tally_bytes key, int64_t *out);
+TALLY_API int tally_key_to_double(tally_bytes key, double *out);
+TALLY_API int tally_key_to_str(tally_bytes key, char *out, size_t cap,
+                               size_t *len);
 
 /* Ids: a row's identity, any bytes up to TALLY_ID_MAX, ordered by memcmp. */
 
 /*
  * tally_id_int - the 8-byte id of an int64, ordered like the integers.
  * @param[out] buf  8 bytes of storage; the returned view points into it.
+ *                  NULL gives the invalid view {NULL, 8} (refused with
+ *                  TALLY_EINVAL wherever an id is taken).
  */
 TALLY_API tally_bytes tally_id_int(int64_t v, unsigned char buf[8]);
 
-/* tally_id_to_int - inverse of tally_id_int; TALLY_EINVAL unless 8 bytes. */
+/* tally_id_to_int - inverse of tally_id_int; TALLY_EINVAL unless 8 bytes
+ * with data set and out not NULL. */
 TALLY_API int tally_id_to_int(tally_bytes id, int64_t *out);
 
 /* ------------------------------------------------------------------------ */
@@ -383,32 +441,101 @@ TALLY_API unsigned tally_agg_node_size(const tally_agg *agg);
 /* --- bounds -------------------------------------------------------------- */
 
 /*
- * One side of a range. Without an id, the bound applies to whole keys:
- * lower inclusive admits k >= key, lower exclusive k > key (no item with
- * that key, whatever its id), and mirror-wise for upper. With an id it
- * applies to (key, id) positions: lower inclusive admits (k,i) >= (key,id).
+ * Bounds are plain values: build them with the constructors below, pass a
+ * pointer to a read, keep or copy them freely. They borrow the bytes they
+ * are built from (keys, ids, eq keys, prefixes are views, not copies): those
+ * bytes must stay valid and unchanged for as long as the bounds are used.
+ *
+ *   tally_bounds b = tally_bounds_ge(k500);               score >= 500
+ *   tally_bounds r = tally_bounds_between(tally_incl(a),
+ *                                         tally_excl(z));  a <= key < z
+ *
+ * Which items a read admits:
+ *  - bounds pointer NULL, or every field zero (tally_bounds_all): all items.
+ *  - lower and/or upper (the other kind TALLY_UNBOUNDED for one side): a
+ *    side without an id applies to whole keys (lower inclusive admits
+ *    k >= key, lower exclusive k > key whatever the id, and mirror-wise for
+ *    upper); a side with an id applies to (key, id) positions (lower
+ *    inclusive admits (k, i) >= (key, id)). An inverted or empty range
+ *    admits nothing; that is not an error.
+ *  - has_eq: the items whose key equals eq.
+ *  - has_prefix: the items whose encoded key starts with the bytes of
+ *    prefix (build it with tally_key_prefix to select the tuples that start
+ *    with given elements). The empty prefix admits every item.
+ * Fields not in use are ignored: id when has_id is false, key and id of an
+ * unbounded side, eq when has_eq is false, prefix when has_prefix is false.
+ *
+ * A read given malformed bounds returns, changing nothing:
+ *  - TALLY_EINVAL: more than one form (has_eq with has_prefix, or either
+ *    with a lower or upper kind other than TALLY_UNBOUNDED); a kind value
+ *    outside tally_bound_kind; a used key, id, eq or prefix view with data
+ *    NULL and len > 0. These are checked before sizes.
+ *  - TALLY_EBADKEY: a used key, eq or prefix longer than TALLY_KEY_MAX, or
+ *    a used id longer than TALLY_ID_MAX.
  */
+
+/* How one side of a range is bounded. */
+typedef enum tally_bound_kind {
+  TALLY_UNBOUNDED = 0, /* no bound on this side (zero-initialised) */
+  TALLY_INCLUSIVE = 1, /* admits the bound itself */
+  TALLY_EXCLUSIVE = 2  /* admits only what lies strictly beyond it */
+} tally_bound_kind;
+
+/* One side of a range. Build it with tally_incl / tally_excl (and their
+ * _id forms) or tally_unbounded. */
 typedef struct tally_bound {
+  tally_bound_kind kind;
   tally_bytes key; /* encoded key */
   tally_bytes id;  /* used only when has_id */
   bool has_id;
-  bool inclusive;
 } tally_bound;
 
-/*
- * Which items a read looks at. A NULL bounds pointer, or all fields NULL,
- * admits everything. Use one form: lower and/or upper; or eq (items whose
- * key equals *eq); or prefix (items whose encoded key starts with the
- * bytes of *prefix - build it with tally_key_prefix to select tuples that
- * start with given elements). Mixing forms is TALLY_EINVAL. An inverted
- * range admits nothing (not an error).
- */
+/* Which items a read looks at; zero-initialised admits everything. */
 typedef struct tally_bounds {
-  const tally_bound *lower;  /* NULL: unbounded below */
-  const tally_bound *upper;  /* NULL: unbounded above */
-  const tally_bytes *eq;     /* NULL or an exact key */
-  const tally_bytes *prefix; /* NULL or a key byte prefix */
+  tally_bound lower;  /* kind TALLY_UNBOUNDED: unbounded below */
+  tally_bound upper;  /* kind TALLY_UNBOUNDED: unbounded above */
+  tally_bytes eq;     /* an exact key; used when has_eq */
+  tally_bytes prefix; /* a key byte prefix; used when has_prefix */
+  bool has_eq;
+  bool has_prefix;
 } tally_bounds;
+
+/*
+ * Bound constructors. Each returns its value, checks nothing (a read checks
+ * the bounds it is given, as above), allocates nothing, and borrows key and
+ * id: they must outlive every use of the result. O(1).
+ *  tally_unbounded   no bound on this side
+ *  tally_incl        the whole key, included   (>= key below, <= key above)
+ *  tally_excl        the whole key, excluded   (> key below, < key above)
+ *  tally_incl_id     the position (key, id), included
+ *  tally_excl_id     the position (key, id), excluded
+ */
+TALLY_API tally_bound tally_unbounded(void);
+TALLY_API tally_bound tally_incl(tally_bytes key);
+TALLY_API tally_bound tally_excl(tally_bytes key);
+TALLY_API tally_bound tally_incl_id(tally_bytes key, tally_bytes id);
+TALLY_API tally_bound tally_excl_id(tally_bytes key, tally_bytes id);
+
+/*
+ * Bounds constructors, with the same rules (no checks, no allocation,
+ * bytes borrowed, O(1)):
+ *  tally_bounds_all      every item (the same as passing NULL)
+ *  tally_bounds_ge       key >= k     tally_bounds_gt   key > k
+ *  tally_bounds_le       key <= k     tally_bounds_lt   key < k
+ *  tally_bounds_eq       key == k
+ *  tally_bounds_prefix   encoded key starts with the bytes of prefix
+ *  tally_bounds_between  lower and upper as given (either may be
+ *                        tally_unbounded())
+ */
+TALLY_API tally_bounds tally_bounds_all(void);
+TALLY_API tally_bounds tally_bounds_ge(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_gt(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_le(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_lt(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_eq(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_prefix(tally_bytes prefix);
+TALLY_API tally_bounds tally_bounds_between(tally_bound lower,
+                                            tally_bound upper);
 
 /* Order of a read that walks items. */
 typedef enum tally_order { TALLY_ASC = 0, TALLY_DESC = 1 } tally_order;
@@ -416,10 +543,16 @@ typedef enum tally_order { TALLY_ASC = 0, TALLY_DESC = 1 } tally_order;
 /* --- writes -------------------------------------------------------------- */
 
 /*
- * Common to every write: ns NULL = no namespace; keys and namespaces up to
- * TALLY_KEY_MAX bytes, ids up to TALLY_ID_MAX (else TALLY_EBADKEY); sums
- * must be finite (NaN or infinity is TALLY_EINVAL); agg NULL is
- * TALLY_EINVAL; TALLY_ENOMEM leaves everything unchanged. Writes that
+ * Common to every write: ns NULL = no namespace; keys and namespaces of 1
+ * to TALLY_KEY_MAX bytes (an empty or longer one is TALLY_EBADKEY), ids of
+ * 0 to TALLY_ID_MAX bytes (longer is TALLY_EBADKEY); a view with data NULL
+ * and len > 0 is TALLY_EINVAL; sums
+ * must be finite and at most TALLY_SUM_MAX in magnitude (else
+ * TALLY_EINVAL); agg NULL is TALLY_EINVAL; TALLY_ENOMEM leaves everything
+ * unchanged. Inside a tally_db transaction (tally_db_transact) the first
+ * failed write of an aggregate of that db dooms the transaction, as every
+ * failed write there does: later writes return TALLY_EBADTXN and
+ * everything rolls back at its end. Writes that
  * change something invalidate open cursors. Each is O(B log n). changed
  * (optional, may be NULL) reports whether the call modified anything.
  */
@@ -513,7 +646,9 @@ TALLY_API int tally_agg_clear_all(tally_agg *agg);
 TALLY_API int tally_agg_begin(tally_agg *agg);
 
 /* tally_agg_commit - keep the transaction's writes and release its undo
- * records. TALLY_EBADTXN if none is open. O(records). */
+ * records. TALLY_EBADTXN if none is open, or if it was doomed by a failed
+ * write inside a tally_db transaction (then only rollback ends it).
+ * O(records). */
 TALLY_API int tally_agg_commit(tally_agg *agg);
 
 /*
@@ -531,7 +666,7 @@ TALLY_API bool tally_agg_in_txn(const tally_agg *agg);
 /*
  * Common to every read: ns NULL = no namespace; a namespace that does not
  * exist reads as empty; bounds NULL admits everything; malformed bounds
- * (mixed forms, oversized keys) are TALLY_EINVAL / TALLY_EBADKEY. Reads
+ * are TALLY_EINVAL / TALLY_EBADKEY as the bounds section says. Reads
  * never modify the aggregate.
  */
 
@@ -592,33 +727,85 @@ TALLY_API int tally_agg_random(const tally_agg *agg, const tally_bytes *ns,
 /* Longest pagination cursor, in bytes. */
 #define TALLY_PAGE_CURSOR_MAX (TALLY_KEY_MAX + TALLY_ID_MAX + 16)
 
-/* A pagination cursor returned by tally_agg_paginate: opaque bytes the
- * caller may store anywhere (e.g. hand to a web client) and pass back. */
+/*
+ * A pagination cursor: opaque bytes naming the position after the last
+ * item of a page, and the order of its pages. The caller may store the
+ * bytes anywhere (e.g. hand them to a web client) and rebuild the cursor
+ * from them with tally_page_cursor_set. Since it names a position, not an
+ * offset, it stays valid across writes. A cursor continues pages of the
+ * order it was made for: given to the other order it is TALLY_EINVAL.
+ * len 0 is the end marker (the pages are done).
+ */
 typedef struct tally_page_cursor {
   size_t len;                                /* bytes used; 0 = end marker */
   unsigned char data[TALLY_PAGE_CURSOR_MAX]; /* opaque */
 } tally_page_cursor;
 
 /*
- * tally_agg_paginate - one page of admitted items in order.
- * @param[in]  cursor    NULL for the first page; else the bytes of a cursor
- *                       returned earlier (a length of 0 is the end marker:
- *                       empty page, done). The cursor names a position, not
- *                       an offset, so it stays valid across writes: the
- *                       next page starts strictly after the last item
- *                       returned, and the bound on that side is replaced by
- *                       it. A malformed cursor is TALLY_EINVAL.
+ * tally_page_cursor_set - rebuild a cursor from its bytes (as stored by the
+ * caller). The bytes are checked by tally_agg_paginate, not here.
+ * @return TALLY_OK; TALLY_EINVAL (NULL c, bytes with data NULL and len > 0,
+ *         or longer than TALLY_PAGE_CURSOR_MAX). O(len).
+ */
+TALLY_API int tally_page_cursor_set(tally_page_cursor *c, tally_bytes bytes);
+
+/*
+ * A page of items filled by tally_agg_paginate: tally_entry views into
+ * the page's own buffer, so a page of small items costs about what its
+ * items are. Reuse one page for every page of a listing; each
+ * tally_agg_paginate replaces its content (views of the previous content
+ * become invalid). Pages are independent of aggregates: later writes to the
+ * aggregate do not change a filled page.
+ */
+typedef struct tally_page tally_page;
+
+/* tally_page_new - an empty page. TALLY_EINVAL (NULL out, incomplete
+ * allocator); TALLY_ENOMEM. O(1). */
+TALLY_API int tally_page_new(const tally_allocator *alloc, tally_page **out);
+/* tally_page_free - free the page; NULL is a no-op. */
+TALLY_API void tally_page_free(tally_page *p);
+/* tally_page_count - items in the page (0 for NULL). O(1). */
+TALLY_API size_t tally_page_count(const tally_page *p);
+/* tally_page_items - the items, in page order (NULL when empty). The views
+ * stay valid until the page is filled again or freed. O(1). */
+TALLY_API const tally_entry *tally_page_items(const tally_page *p);
+/* tally_page_done - true when no admitted item remains after this page. */
+TALLY_API bool tally_page_done(const tally_page *p);
+/* tally_page_next - the cursor for the following page (len 0 when done);
+ * owned by the page, valid until it is filled again: copy it to keep it. */
+TALLY_API const tally_page_cursor *tally_page_next(const tally_page *p);
+
+/*
+ * tally_agg_paginate - fill page with up to page_size admitted items in
+ * order, starting after cursor.
+ *
+ *     const tally_page_cursor *cur = NULL;
+ *     do {
+ *       rc = tally_agg_paginate(agg, ns, &bounds, TALLY_ASC, cur, 20, page);
+ *       ... tally_page_items(page)[0 .. tally_page_count(page)) ...
+ *       cur = tally_page_next(page);
+ *     } while (rc == TALLY_OK && !tally_page_done(page));
+ *
+ * (Pass the page's own cursor as shown, or a copy: the page writes the
+ * next cursor only after it has read the one given.)
+ * @param[in]  cursor    NULL for the first page; else a cursor from an
+ *                       earlier page of the same order (the end marker,
+ *                       len 0, gives an empty page, done). The cursor
+ *                       narrows the bounds, never widens them: a page
+ *                       holds only items the bounds admit, whatever
+ *                       cursor is given. A malformed cursor, or one made
+ *                       for the other order, is TALLY_EINVAL.
  * @param[in]  page_size maximum items; 0 is TALLY_EINVAL.
- * @param[out] items     array of page_size items; *n_items are filled.
- * @param[out] next      cursor for the next page (len 0 when done).
- * @param[out] done      true when no admitted item remains after this page.
- * O(B log n + page_size).
+ * @param[out] page      filled on success; on error its content is
+ *                       unspecified (but valid to reuse or free).
+ * @return TALLY_OK; TALLY_EINVAL (NULL page, bad order or cursor,
+ *         page_size 0, bad bounds); TALLY_EBADKEY; TALLY_ENOMEM (the page's
+ *         buffers). O(B log n + page_size).
  */
 TALLY_API int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
                                  const tally_bounds *bounds, tally_order order,
-                                 const tally_bytes *cursor, size_t page_size,
-                                 tally_item *items, size_t *n_items,
-                                 tally_page_cursor *next, bool *done);
+                                 const tally_page_cursor *cursor,
+                                 size_t page_size, tally_page *page);
 
 /*
  * tally_agg_scan - call fn for each admitted item in order until it
@@ -681,7 +868,9 @@ typedef enum tally_rel {
 
 /* tally_cursor_open - cursor over ns (NULL = no namespace), unpositioned.
  * The cursor keeps a pointer to agg: close it before freeing agg.
- * TALLY_EINVAL, TALLY_ENOMEM. O(1). */
+ * TALLY_EINVAL (NULL agg or out, ns with data NULL and len > 0);
+ * TALLY_EBADKEY (ns empty or longer than TALLY_KEY_MAX); TALLY_ENOMEM.
+ * O(1). */
 TALLY_API int tally_cursor_open(const tally_agg *agg, const tally_bytes *ns,
                                 tally_cursor **out);
 
@@ -724,14 +913,11 @@ TALLY_API int tally_cursor_rank(const tally_cursor *c, uint64_t *rank);
  * tally_agg_validate - walk every namespace and node, recompute counts and
  * sums, check every invariant. On failure writes a message naming the
  * namespace, node and numbered invariant into msg (may be NULL).
- * @return TALLY_OK or TALLY_ECORRUPT. O(total items).
+ * @return TALLY_OK; TALLY_ECORRUPT; TALLY_EINVAL for a NULL agg.
+ * O(total items).
  */
 TALLY_API int tally_agg_validate(const tally_agg *agg, char *msg,
                                  size_t msglen);
-
-/* ========================================================================= */
-/* TABLES AND TRIGGERS (issue 3) - section owned by the triggers work.        */
-/* ========================================================================= */
 
 /* ------------------------------------------------------------------------ */
 /* Table aggregates: an aggregate fed from rows of one table                 */
@@ -746,17 +932,31 @@ TALLY_API int tally_agg_validate(const tally_agg *agg, char *msg,
 typedef struct tally_table tally_table;
 
 /*
+ * A row as extractors see it: the table it belongs to, its id and the
+ * store's row. Everything is borrowed for the extractor call.
+ */
+typedef struct tally_row {
+  const char *table; /* the row's table; NULL when the caller passed none */
+  tally_bytes id;    /* the row's id */
+  const void *data;  /* the store's row, opaque to tally; never NULL */
+} tally_row;
+
+/*
  * Extractors. Each returns 0 on success; any other value makes the calling
  * operation fail with TALLY_EHOOK and change nothing (the raw value is kept:
  * tally_table_hook_error). They must not modify the table aggregate.
  * key: append exactly one key to *key (already initialised).
- * sum: store the row's sum value (must be finite, else TALLY_EINVAL).
+ * sum: store the row's sum value (finite, |sum| <= TALLY_SUM_MAX, else
+ *      TALLY_EINVAL).
  * ns:  set *has_ns = false for "no namespace", or build one key into *ns.
+ * A key or namespace the extractor leaves unfinished (a tuple still open,
+ * nothing appended) or too long is TALLY_EBADKEY.
  */
-typedef int (*tally_key_fn)(const void *row, tally_keybuf *key, void *udata);
-typedef int (*tally_sum_fn)(const void *row, double *sum, void *udata);
-typedef int (*tally_ns_fn)(const void *row, tally_keybuf *ns, bool *has_ns,
-                           void *udata);
+typedef int (*tally_key_fn)(const tally_row *row, tally_keybuf *key,
+                            void *udata);
+typedef int (*tally_sum_fn)(const tally_row *row, double *sum, void *udata);
+typedef int (*tally_ns_fn)(const tally_row *row, tally_keybuf *ns,
+                           bool *has_ns, void *udata);
 
 /* Options for tally_table_new. Zero-initialise, then fill in. */
 typedef struct tally_table_options {
@@ -765,11 +965,14 @@ typedef struct tally_table_options {
   tally_sum_fn sum;             /* NULL: every sum is 0 */
   tally_ns_fn ns;               /* NULL: no namespace */
   void *udata;                  /* passed to the extractors */
-  unsigned node_size;           /* as tally_agg_options.node_size */
+  unsigned node_size;           /* as tally_agg_options.node_size; must be
+                                   0 when agg is given */
   const tally_allocator *alloc; /* NULL = C library; copied */
+  tally_agg *agg;               /* NULL: create an aggregate, owned by the
+                                   table aggregate; else work over this
+                                   existing one (not owned, not freed; it
+                                   must outlive the table aggregate) */
 } tally_table_options;
-
-/* --- table aggregate functions: declared below by the table work --- */
 
 /*
  * Every function below that takes rows calls the extractors on them before
@@ -777,37 +980,45 @@ typedef struct tally_table_options {
  * was. Which extractors run: insert-like rows (the new row) get ns, key
  * and sum; rows being removed (the old row) get ns and key only. For the
  * ns extractor *has_ns starts out true: build a key into *ns, or set it to
- * false for "no namespace" (true with nothing built is TALLY_EINVAL).
- * Results common to all of them: TALLY_EINVAL for a NULL table, row or
- * required pointer, for an id with data NULL and len > 0, or a non-finite
- * sum; TALLY_EHOOK when an extractor returns nonzero (its raw value is kept
- * for tally_table_hook_error); TALLY_EBADKEY for an oversized key,
- * namespace or id, or a key the extractor left unfinished or malformed
- * (sticky errors of the key builder pass through); TALLY_ENOMEM; and the
- * codes of the aggregate call each one maps to. On any error nothing
- * changed. Rows are borrowed for the call; tally keeps copies of keys,
- * namespaces and ids only. The same id must be passed with a row every
- * time: it is the item's id. Each write is O(B log n).
+ * false for "no namespace" (true with nothing built is TALLY_EBADKEY).
+ * The table argument is the name of the row's table, passed to the
+ * extractors in tally_row.table (so one table aggregate can serve several
+ * tables); it may be NULL. Results common to all of them: TALLY_EINVAL for
+ * a NULL t, row or required pointer, for an id with data NULL and len > 0,
+ * or a non-finite or oversized sum; TALLY_EHOOK when an extractor returns
+ * nonzero (its raw value is kept for tally_table_hook_error, by reads as
+ * well as writes); TALLY_EBADKEY for an oversized key, namespace or id, or
+ * a key or namespace the extractor left unfinished or malformed (sticky
+ * errors of the key builder pass through); TALLY_ENOMEM; and the codes of
+ * the aggregate call each one maps to. On any error nothing changed. Rows
+ * are borrowed for the call; tally keeps copies of keys, namespaces and
+ * ids only. The same id must be passed with a row every time: it is the
+ * item's id. Each write is O(B log n).
  */
 
 /*
- * tally_table_new - create a table aggregate with an empty aggregate.
+ * tally_table_new - create a table aggregate, over a new empty aggregate
+ * (opts->agg NULL) or over an existing aggregate (opts->agg), e.g. one
+ * built directly or restored from storage; its items are taken to be the
+ * rows' items.
  * @param[in]  opts  required; opts->key is required; node_size and alloc
  *                   as in tally_agg_options. Copied: udata must stay valid.
  * @param[out] out   the new table aggregate; free with tally_table_free.
  * @return TALLY_OK; TALLY_EINVAL (opts, opts->key or out NULL, version
- *         not 0/1, bad node size, incomplete allocator); TALLY_ENOMEM. O(1).
+ *         not 0/1, bad node size, node_size set together with agg,
+ *         incomplete allocator); TALLY_ENOMEM. O(1).
  */
 TALLY_API int tally_table_new(const tally_table_options *opts,
                               tally_table **out);
 
-/* tally_table_free - free the table aggregate and its aggregate (an open
- * aggregate transaction is discarded). NULL is a no-op. */
+/* tally_table_free - free the table aggregate and, when it created it,
+ * its aggregate (an open aggregate transaction is then discarded); an
+ * aggregate given in opts->agg stays the caller's. NULL is a no-op. */
 TALLY_API void tally_table_free(tally_table *t);
 
 /*
- * tally_table_agg - the underlying aggregate, owned by t (valid until
- * tally_table_free): use it for every read and for tally_agg_begin /
+ * tally_table_agg - the underlying aggregate (owned by t unless it was
+ * given in opts->agg; valid until tally_table_free): use it for every read and for tally_agg_begin /
  * commit / rollback. Writing to it directly bypasses the extractors (fine
  * for repairs; tally_table_verify then tells what differs). NULL if t is.
  */
@@ -815,13 +1026,13 @@ TALLY_API tally_agg *tally_table_agg(const tally_table *t);
 
 /* tally_table_insert - insert the item of a new row:
  * (ns(row), key(row), id, sum(row)). TALLY_EEXISTS if it is present. */
-TALLY_API int tally_table_insert(tally_table *t, tally_bytes id,
-                                 const void *row);
+TALLY_API int tally_table_insert(tally_table *t, const char *table,
+                                 tally_bytes id, const void *row);
 
 /* tally_table_delete - delete the item of a removed row: (ns(row),
  * key(row), id). TALLY_ENOTFOUND if it is absent. */
-TALLY_API int tally_table_delete(tally_table *t, tally_bytes id,
-                                 const void *row);
+TALLY_API int tally_table_delete(tally_table *t, const char *table,
+                                 tally_bytes id, const void *row);
 
 /*
  * tally_table_replace - a row changed from old_row to new_row (same id):
@@ -830,8 +1041,9 @@ TALLY_API int tally_table_delete(tally_table *t, tally_bytes id,
  * the new position holds another item. When namespace, key and sum are
  * unchanged the tree is left untouched (same result).
  */
-TALLY_API int tally_table_replace(tally_table *t, tally_bytes id,
-                                  const void *old_row, const void *new_row);
+TALLY_API int tally_table_replace(tally_table *t, const char *table,
+                                  tally_bytes id, const void *old_row,
+                                  const void *new_row);
 
 /*
  * Idempotent variants, for out-of-sync data and backfills. changed (may be
@@ -845,11 +1057,14 @@ TALLY_API int tally_table_replace(tally_table *t, tally_bytes id,
  *   row's item (if that position exists, its sum is set). Never
  *   TALLY_ENOTFOUND or TALLY_EEXISTS.
  */
-TALLY_API int tally_table_insert_if_absent(tally_table *t, tally_bytes id,
-                                           const void *row, bool *changed);
-TALLY_API int tally_table_delete_if_exists(tally_table *t, tally_bytes id,
-                                           const void *row, bool *changed);
-TALLY_API int tally_table_replace_or_insert(tally_table *t, tally_bytes id,
+TALLY_API int tally_table_insert_if_absent(tally_table *t, const char *table,
+                                           tally_bytes id, const void *row,
+                                           bool *changed);
+TALLY_API int tally_table_delete_if_exists(tally_table *t, const char *table,
+                                           tally_bytes id, const void *row,
+                                           bool *changed);
+TALLY_API int tally_table_replace_or_insert(tally_table *t, const char *table,
+                                            tally_bytes id,
                                             const void *old_row,
                                             const void *new_row,
                                             bool *changed);
@@ -859,21 +1074,23 @@ TALLY_API int tally_table_replace_or_insert(tally_table *t, tally_bytes id,
  * its namespace: tally_agg_index_of(ns(row), bounds, key(row), &id, order).
  * The row's own id is the probe id, so with tied keys it is that row's
  * exact position (ASC: admitted items before it; DESC: after it). The row
- * need not be in the aggregate. Calls the ns and key extractors; being a
- * read, a failing extractor gives TALLY_EHOOK without recording its value.
+ * need not be in the aggregate. Calls the ns and key extractors; a
+ * failing one gives TALLY_EHOOK and its value is kept, as for writes (so
+ * this call writes t's hook value: it is not a concurrent-safe read).
  * @param[in]  bounds  NULL admits everything.
  * @param[out] index   required.
- * O(B log n).
+ * @return TALLY_OK or the common errors above; the errors of
+ *         tally_agg_index_of for bounds. O(B log n).
  */
-TALLY_API int tally_table_index_of_row(const tally_table *t, tally_bytes id,
-                                       const void *row,
+TALLY_API int tally_table_index_of_row(tally_table *t, const char *table,
+                                       tally_bytes id, const void *row,
                                        const tally_bounds *bounds,
                                        tally_order order, uint64_t *index);
 
 /*
  * tally_table_hook_error - the raw nonzero value returned by the last
- * failing extractor of a write (or by store->scan_rows in backfill and
- * repair), 0 if none ever failed. O(1).
+ * failing extractor or store->scan_rows of any call on t (writes,
+ * index_of_row, backfill, verify, repair), 0 if none ever failed. O(1).
  */
 TALLY_API int tally_table_hook_error(const tally_table *t);
 
@@ -894,9 +1111,10 @@ TALLY_API int tally_table_validate(const tally_table *t, char *msg,
  * own (rolled back on failure); inside the caller's open transaction a
  * failure leaves part of the work in that transaction, which the caller
  * must roll back. Rows are gathered in batches (up to 65536 rows / 4 MiB
- * of keys) that are sorted before they are inserted. The transaction keeps
- * an undo record of every insert until it ends: expect memory in
- * proportion to the rows while it runs.
+ * of keys) and inserted in the order the store hands them out (when a row
+ * comes twice, the last one wins). The transaction keeps an undo record
+ * of every insert until it ends: expect memory in proportion to the rows
+ * while it runs. The extractors see table as tally_row.table.
  * @param[in]  store  its scan_rows is required; table is passed to it.
  * @param[out] rows   (may be NULL) the number of rows scanned.
  * @return TALLY_OK; TALLY_EINVAL (NULL t/store/table, no scan_rows);
@@ -945,11 +1163,11 @@ typedef struct tally_verify_report {
  * @param[out] report  required; written on success.
  * @return TALLY_OK (differences are not errors); TALLY_EINVAL (NULL t,
  *         store, table or report; no scan_rows); TALLY_EHOOK (an
- *         extractor or scan_rows failed; not recorded, verify is a read);
- *         TALLY_EBADKEY; TALLY_ENOMEM. O(rows B log n + items), memory
- *         O(rows).
+ *         extractor or scan_rows failed: raw value kept for
+ *         tally_table_hook_error); TALLY_EBADKEY; TALLY_ENOMEM.
+ *         O(rows B log n + items), memory O(rows).
  */
-TALLY_API int tally_table_verify(const tally_table *t,
+TALLY_API int tally_table_verify(tally_table *t,
                                  const struct tally_store *store,
                                  const char *table,
                                  bool (*fn)(const tally_diff *d, void *udata),
@@ -970,7 +1188,6 @@ TALLY_API int tally_table_repair(tally_table *t,
                                  const char *table,
                                  tally_verify_report *report);
 
-/* (end of table aggregate functions) */
 
 /* ------------------------------------------------------------------------ */
 /* The caller's table store                                                  */
@@ -983,7 +1200,8 @@ TALLY_API int tally_table_repair(tally_table *t,
  * udata as its first argument and returns 0 on success; any other value is
  * a failure (tally reports TALLY_EHOOK and keeps the raw value, see
  * tally_db_hook_error), except where TALLY_ENOTFOUND is documented. Fields
- * are appended in later versions; set version to 1.
+ * are appended in later versions; version 0 (a zero-initialised struct)
+ * and 1 both mean this layout, like every options struct of tally.
  *
  * Call protocol inside tally_db_transact: begin; then any number of
  * insert_row / get_row / update_row / delete_row / release_row; then
@@ -997,7 +1215,7 @@ TALLY_API int tally_table_repair(tally_table *t,
  * must not call back into the tally_db that calls them.
  */
 typedef struct tally_store {
-  int version; /* 1 */
+  int version; /* 0 or 1 */
   void *udata; /* first argument of every callback */
   /* Transactions: begin before the first write; commit at the end. A
    * commit failure (e.g. SQLITE_BUSY) makes tally roll everything back.
@@ -1013,8 +1231,8 @@ typedef struct tally_store {
   /* Look up a row: *row points at a row owned by the store, which must
    * stay valid and unchanged until tally passes it to release_row - even
    * if the row is later updated or deleted in the same transaction, and
-   * after rollback (hand out copies or snapshots). TALLY_ENOTFOUND (the
-   * value itself) when absent. tally holds the rows of a change until
+   * after rollback (hand out copies or snapshots). TALLY_ENOTFOUND or
+   * TALLY_ENOROW (the value itself) when absent. tally holds the rows of a change until
    * every trigger of that change has run. */
   int (*get_row)(void *udata, const char *table, tally_bytes id,
                  const void **row);
@@ -1076,8 +1294,6 @@ typedef struct tally_db_options {
   const tally_allocator *alloc; /* NULL = C library; copied */
 } tally_db_options;
 
-/* --- db / transaction / trigger functions: declared below by the triggers work --- */
-
 /*
  * How a transaction runs (tally_db_transact):
  *  1. tally_agg_begin on every aggregate of the db (those of registered
@@ -1089,12 +1305,15 @@ typedef struct tally_db_options {
  *     sees every aggregate up to date after each write.
  *  3. store->commit, then tally_agg_commit on every aggregate.
  * If anything fails - a store callback, a trigger, an extractor, an
- * allocation, the depth limit, fn returning nonzero, commit itself - the
- * transaction is doomed: no further trigger runs, every later tally_txn_*
- * call returns TALLY_EBADTXN, and at the end store->rollback is called
- * exactly once and every aggregate is rolled back: the table and the
- * aggregates commit together or not at all. tally_db_transact then returns
- * the first error.
+ * allocation, the depth limit, a direct write (tally_agg_* or
+ * tally_table_*) to an aggregate of the db, fn returning nonzero, commit
+ * itself - the transaction is doomed: no further trigger runs, every later
+ * tally_txn_* call and every write to the db's aggregates returns
+ * TALLY_EBADTXN, and at the end store->rollback is called exactly once and
+ * every aggregate is rolled back: the table and the aggregates commit
+ * together or not at all. tally_db_transact then returns the first error;
+ * tally_txn_status tells fn at any point whether (and why) the
+ * transaction is doomed.
  *
  * Writes issued by a trigger (through the txn it receives) are nested:
  * the write happens at once and returns its result, but its triggers are
@@ -1108,14 +1327,16 @@ typedef struct tally_db_options {
  * it is the first error): TALLY_EHOOK (a store callback failed: raw value
  * in tally_db_hook_error); TALLY_ETRIGGER (a registered trigger returned
  * nonzero: raw value in tally_db_hook_error); the code of a table
- * aggregate's trigger (TALLY_ENOTFOUND, TALLY_EEXISTS, TALLY_EHOOK for an
- * extractor, TALLY_EBADKEY, TALLY_EINVAL, TALLY_ENOMEM); TALLY_ENOMEM (the
- * queue); TALLY_EDEPTH; TALLY_EBADTXN (doomed or ended transaction); and
- * TALLY_EINVAL (NULL txn, table, row or out pointer; an id with data NULL
- * and len > 0 or longer than TALLY_ID_MAX). Each of them dooms the
- * transaction, except TALLY_ENOTFOUND of tally_txn_update / _delete /
- * _get for a missing row: that write is refused before anything is
- * written, so the transaction goes on (return it from fn to roll back).
+ * aggregate's trigger (TALLY_ENOTFOUND when the aggregate has no item for
+ * the row, TALLY_EEXISTS, TALLY_EHOOK for an extractor, TALLY_EBADKEY,
+ * TALLY_EINVAL, TALLY_ENOMEM); TALLY_ENOMEM (the queue); TALLY_EDEPTH;
+ * TALLY_EBADTXN (doomed or ended transaction); and TALLY_EINVAL (NULL
+ * table, row or out pointer; an id with data NULL and len > 0 or longer
+ * than TALLY_ID_MAX). Each of them dooms the transaction. The one result
+ * that does not is TALLY_ENOROW, from tally_txn_update / _delete / _get
+ * for a row that does not exist: nothing was written, the transaction
+ * goes on (return nonzero from fn to roll back). A NULL txn is
+ * TALLY_EINVAL (there is nothing to doom).
  * Writes to a table without triggers are performed the same way (the rows
  * are read and released, nothing is queued).
  */
@@ -1127,7 +1348,7 @@ typedef struct tally_db_options {
  *                   alloc NULL = C library (copied).
  * @param[out] out   the new db; free with tally_db_free.
  * @return TALLY_OK; TALLY_EINVAL (NULL opts/store/out, version not 0/1,
- *         store version not 1, a required callback missing, incomplete
+ *         store version not 0/1, a required callback missing, incomplete
  *         allocator); TALLY_ENOMEM. O(1).
  */
 TALLY_API int tally_db_new(const tally_db_options *opts, tally_db **out);
@@ -1169,6 +1390,37 @@ TALLY_API int tally_db_register_table(tally_db *db, const char *table,
                                       tally_table *t, bool idempotent);
 
 /*
+ * tally_db_unregister - remove the first trigger of table registered as
+ * (fn, udata), between transactions; the other triggers keep their order.
+ * @return TALLY_OK; TALLY_ENOTFOUND (no such trigger: nothing changed);
+ *         TALLY_EINVAL (NULL db, table or fn); TALLY_EBADTXN while a
+ *         transaction runs. Allocates nothing. O(tables + triggers).
+ */
+TALLY_API int tally_db_unregister(tally_db *db, const char *table,
+                                  tally_trigger_fn fn, void *udata);
+
+/*
+ * tally_db_unregister_table - remove the first registration of table
+ * aggregate t on table, between transactions. t's aggregate stops taking
+ * part in transactions once no registration is left and it was not
+ * enlisted. t is not freed.
+ * @return as tally_db_unregister (TALLY_EINVAL for a NULL t).
+ */
+TALLY_API int tally_db_unregister_table(tally_db *db, const char *table,
+                                        tally_table *t);
+
+/*
+ * tally_db_set_table_mode - switch every registration of t on table to the
+ * idempotent (true) or plain (false) writes, between transactions, keeping
+ * its place among the table's triggers. This is the end of a live
+ * backfill: register with idempotent = true, backfill while writes go on,
+ * then switch to plain writes.
+ * @return as tally_db_unregister_table. O(tables + triggers).
+ */
+TALLY_API int tally_db_set_table_mode(tally_db *db, const char *table,
+                                      tally_table *t, bool idempotent);
+
+/*
  * tally_db_enlist - include agg in every transaction of the db: begun
  * before fn runs, committed with the store, rolled back with it. Use it
  * for aggregates that fn or a trigger writes directly (tally_agg_*).
@@ -1184,8 +1436,9 @@ TALLY_API int tally_db_enlist(tally_db *db, tally_agg *agg);
  * every aggregate of the db (see "How a transaction runs" above).
  * @param[in] fn  returns 0 to commit, nonzero to roll back.
  * @return TALLY_OK when everything committed; otherwise the first error:
- *         fn's own nonzero value as is (raw value also in
- *         tally_db_hook_error), TALLY_EHOOK for store->begin / commit, an
+ *         TALLY_EABORT when fn returned nonzero in a transaction nothing
+ *         else had doomed (fn's value is then tally_db_hook_error(db)),
+ *         TALLY_EHOOK for store->begin / commit, an
  *         error of a write or trigger as listed above, or an error of
  *         tally_agg_begin (TALLY_EBADTXN if an aggregate already has an
  *         open transaction). TALLY_EINVAL for NULL db or fn. TALLY_EBADTXN,
@@ -1214,7 +1467,7 @@ TALLY_API int tally_txn_insert(tally_txn *txn, const char *table,
  * tally_txn_update - replace the whole row id of table: reads the old row,
  * writes, reads the new row, and runs the triggers with an update change
  * (also when nothing changed). row is borrowed for the call.
- * @return TALLY_OK; TALLY_ENOTFOUND (no such row: nothing written, the
+ * @return TALLY_OK; TALLY_ENOROW (no such row: nothing written, the
  *         transaction is not doomed); an error listed above.
  */
 TALLY_API int tally_txn_update(tally_txn *txn, const char *table,
@@ -1223,7 +1476,7 @@ TALLY_API int tally_txn_update(tally_txn *txn, const char *table,
 /*
  * tally_txn_delete - delete row id of table: reads the old row, deletes,
  * and runs the triggers with a delete change.
- * @return TALLY_OK; TALLY_ENOTFOUND (not doomed, as for update); an error
+ * @return TALLY_OK; TALLY_ENOROW (not doomed, as for update); an error
  *         listed above.
  */
 TALLY_API int tally_txn_delete(tally_txn *txn, const char *table,
@@ -1233,11 +1486,21 @@ TALLY_API int tally_txn_delete(tally_txn *txn, const char *table,
  * tally_txn_get - read a row through store->get_row (it sees the
  * transaction's own writes). Fires nothing.
  * @param[out] row  the store's row: give it back with tally_txn_release.
- * @return TALLY_OK; TALLY_ENOTFOUND (not doomed); TALLY_EHOOK (dooms);
- *         TALLY_EBADTXN; TALLY_EINVAL.
+ * @return TALLY_OK; TALLY_ENOROW (not doomed); TALLY_EHOOK (dooms);
+ *         TALLY_EBADTXN; TALLY_EINVAL (NULL txn: nothing doomed; NULL table
+ *         or row, bad id: dooms).
  */
 TALLY_API int tally_txn_get(tally_txn *txn, const char *table, tally_bytes id,
                             const void **row);
+
+/*
+ * tally_txn_status - whether the transaction can still commit.
+ * @return TALLY_OK while it is usable; the error that doomed it (the same
+ *         code tally_db_transact will return) once any write, trigger or
+ *         direct aggregate write failed; TALLY_EBADTXN after it ended;
+ *         TALLY_EINVAL for NULL. Reads only. O(aggregates).
+ */
+TALLY_API int tally_txn_status(const tally_txn *txn);
 
 /*
  * tally_txn_release - give back a row obtained from tally_txn_get (passes
@@ -1248,11 +1511,12 @@ TALLY_API void tally_txn_release(tally_txn *txn, const char *table,
                                  const void *row);
 
 /*
- * tally_db_hook_error - the raw nonzero value behind the last failure of
- * a transaction of this db: the failing store callback's result, the
- * nonzero result of a registered trigger, an extractor's value, or fn's
- * result; 0 if the last transaction did not fail that way (reset by each
- * tally_db_transact). O(1).
+ * tally_db_hook_error - the raw nonzero value behind the first failure of
+ * the last transaction of this db: the failing store callback's result
+ * (TALLY_EHOOK), the nonzero result of a registered trigger
+ * (TALLY_ETRIGGER), an extractor's value (TALLY_EHOOK), or fn's own
+ * nonzero result (TALLY_EABORT); 0 if it did not fail that way (reset by
+ * each tally_db_transact). O(1).
  */
 TALLY_API int tally_db_hook_error(const tally_db *db);
 
@@ -1264,7 +1528,6 @@ TALLY_API int tally_db_hook_error(const tally_db *db);
  */
 TALLY_API int tally_db_validate(const tally_db *db, char *msg, size_t msglen);
 
-/* (end of db functions) */
 
 #ifdef __cplusplus
 }

@@ -36,12 +36,17 @@
  *     agg_born_in_txn).
  *  5. version grows on every write that reached the trees and on every
  *     rollback; cursors positioned under an older version refuse to move.
+ *  6. doom is TALLY_OK outside a transaction and whenever doom_on_fail is
+ *     false; once set, every write returns TALLY_EBADTXN until the
+ *     transaction ends.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "agg_int.h"
 #include "btree_int.h"
+#include "page_int.h"
 
 /* One named namespace: a copy of its bytes and its tree. */
 typedef struct agg_ns {
@@ -61,6 +66,9 @@ struct tally_agg {
   uint64_t version;   /* bumped by writes and rollbacks (invariant 5) */
   uint64_t txn;       /* serial of the open (or last) transaction */
   uint64_t none_born; /* txn serial none was created in; 0 outside */
+  bool doom_on_fail;  /* the open transaction fails with its first failed
+                         write (set by a tally_db for its transactions) */
+  int doom;           /* that first failure, TALLY_OK until then */
 };
 
 struct tally_cursor {
@@ -90,22 +98,32 @@ static int agg_check_bytes(tally_bytes b, size_t max) {
   return TALLY_OK;
 }
 
+/* Keys and namespaces are 1..TALLY_KEY_MAX bytes: the key builder never
+ * makes an empty one, and an empty view is refused rather than taken as a
+ * key of its own. */
+static int agg_check_key(tally_bytes key) {
+  int rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  return rc == TALLY_OK && key.len == 0 ? TALLY_EBADKEY : rc;
+}
+
 static int agg_check_ns(const tally_bytes *ns) {
-  return ns == NULL ? TALLY_OK : agg_check_bytes(*ns, TALLY_KEY_MAX);
+  return ns == NULL ? TALLY_OK : agg_check_key(*ns);
 }
 
 static int agg_check_item(const tally_bytes *ns, tally_bytes key,
                           tally_bytes id) {
   int rc = agg_check_ns(ns);
   if (rc == TALLY_OK)
-    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+    rc = agg_check_key(key);
   if (rc == TALLY_OK)
     rc = agg_check_bytes(id, TALLY_ID_MAX);
   return rc;
 }
 
+/* Finite and at most TALLY_SUM_MAX in magnitude: no total of any subtree
+ * can then overflow, so no total is ever inf or NaN. */
 static int agg_check_sum(double sum) {
-  return isfinite(sum) ? TALLY_OK : TALLY_EINVAL;
+  return isfinite(sum) && fabs(sum) <= TALLY_SUM_MAX ? TALLY_OK : TALLY_EINVAL;
 }
 
 static const unsigned char *agg_data(tally_bytes b) {
@@ -425,7 +443,7 @@ unsigned tally_agg_node_size(const tally_agg *agg) {
 /* Writes                                                                    */
 /* ------------------------------------------------------------------------ */
 
-int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+static int agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
                      tally_bytes id, double sum) {
   tally__tree *t;
   size_t mark;
@@ -452,7 +470,7 @@ int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
   return agg_finish(agg, mark, rc);
 }
 
-int tally_agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+static int agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
                      tally_bytes id) {
   tally__tree *t;
   size_t mark;
@@ -569,7 +587,7 @@ static int agg_move(tally_agg *agg, const tally_bytes *old_ns,
   return rc;
 }
 
-int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
+static int agg_replace(tally_agg *agg, const tally_bytes *old_ns,
                       tally_bytes old_key, tally_bytes id,
                       const tally_bytes *new_ns, tally_bytes new_key,
                       double new_sum) {
@@ -577,7 +595,7 @@ int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
                   AGG_MOVE_STRICT, NULL);
 }
 
-int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
+static int agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
                                 tally_bytes old_key, tally_bytes id,
                                 const tally_bytes *new_ns,
                                 tally_bytes new_key, double new_sum,
@@ -586,17 +604,17 @@ int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
                   AGG_MOVE_UPSERT, changed);
 }
 
-int tally_agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
+static int agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
                                tally_bytes key, tally_bytes id, double sum,
                                bool *changed) {
   /* An upsert is a replace_or_insert of the item onto itself. */
   return agg_move(agg, ns, key, id, ns, key, sum, AGG_MOVE_UPSERT, changed);
 }
 
-int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
+static int agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
                                tally_bytes key, tally_bytes id,
                                bool *changed) {
-  int rc = tally_agg_delete(agg, ns, key, id);
+  int rc = agg_delete(agg, ns, key, id);
   bool did = rc == TALLY_OK;
   if (rc == TALLY_ENOTFOUND)
     rc = TALLY_OK; /* decision 5: no namespace is created either */
@@ -605,7 +623,46 @@ int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
   return rc;
 }
 
-int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
+static int agg_load(tally_agg *agg, const tally_bytes *ns,
+                    const tally_entry *items, size_t n) {
+  tally__tree *t;
+  size_t i, mark;
+  int rc;
+
+  if (agg == NULL || (items == NULL && n > 0))
+    return TALLY_EINVAL;
+  rc = agg_check_ns(ns);
+  for (i = 0; rc == TALLY_OK && i < n; i++) {
+    const tally_entry *e = &items[i];
+    rc = agg_check_item(NULL, e->key, e->id);
+    if (rc == TALLY_OK)
+      rc = agg_check_sum(e->sum);
+    if (rc == TALLY_OK && i > 0) {
+      const tally_entry *d = &items[i - 1];
+      int c = agg_cmp(agg_data(d->key), d->key.len, agg_data(e->key),
+                      e->key.len);
+      if (c == 0)
+        c = agg_cmp(agg_data(d->id), d->id.len, agg_data(e->id), e->id.len);
+      if (c >= 0)
+        rc = TALLY_EINVAL;
+    }
+  }
+  if (rc != TALLY_OK)
+    return rc;
+  if (agg_tree(agg, ns) != NULL)
+    return TALLY_EEXISTS;
+  if (n == 0)
+    return TALLY_OK; /* an empty namespace does not exist (invariant 2) */
+  /* The tree is new in this write: its "new tree" record frees it whole,
+   * nodes and all, on rollback, so the load itself logs nothing. */
+  mark = tally__undo_mark(&agg->cx.undo);
+  rc = agg_tree_for_write(agg, ns, true, &t);
+  if (rc == TALLY_OK)
+    rc = tally__tree_load(&agg->cx, t, items, n);
+  return agg_finish(agg, mark, rc);
+}
+
+static int agg_clear(tally_agg *agg, const tally_bytes *ns) {
   tally__tree *t;
   size_t mark;
   int rc;
@@ -624,7 +681,7 @@ int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
   return agg_finish(agg, mark, rc);
 }
 
-int tally_agg_clear_all(tally_agg *agg) {
+static int agg_clear_all(tally_agg *agg) {
   size_t mark;
   int rc = TALLY_OK;
 
@@ -646,6 +703,91 @@ int tally_agg_clear_all(tally_agg *agg) {
   return agg_finish(agg, mark, rc);
 }
 
+/*
+ * The public writes: refused once the transaction is doomed, and a failure
+ * dooms it when the aggregate takes part in a tally_db transaction
+ * (invariant 6).
+ */
+static int agg_note(tally_agg *agg, int rc) {
+  if (rc != TALLY_OK && agg != NULL)
+    tally__agg_doom(agg, rc);
+  return rc;
+}
+
+static bool agg_doomed(const tally_agg *agg) {
+  return agg != NULL && agg->doom != TALLY_OK;
+}
+
+int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+                     tally_bytes id, double sum) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_insert(agg, ns, key, id, sum));
+}
+
+int tally_agg_delete(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
+                     tally_bytes id) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_delete(agg, ns, key, id));
+}
+
+int tally_agg_replace(tally_agg *agg, const tally_bytes *old_ns,
+                      tally_bytes old_key, tally_bytes id,
+                      const tally_bytes *new_ns, tally_bytes new_key,
+                      double new_sum) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_replace(agg, old_ns, old_key, id, new_ns, new_key,
+                                   new_sum));
+}
+
+int tally_agg_replace_or_insert(tally_agg *agg, const tally_bytes *old_ns,
+                                tally_bytes old_key, tally_bytes id,
+                                const tally_bytes *new_ns,
+                                tally_bytes new_key, double new_sum,
+                                bool *changed) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_replace_or_insert(agg, old_ns, old_key, id, new_ns,
+                                             new_key, new_sum, changed));
+}
+
+int tally_agg_insert_if_absent(tally_agg *agg, const tally_bytes *ns,
+                               tally_bytes key, tally_bytes id, double sum,
+                               bool *changed) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_insert_if_absent(agg, ns, key, id, sum, changed));
+}
+
+int tally_agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
+                               tally_bytes key, tally_bytes id,
+                               bool *changed) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_delete_if_exists(agg, ns, key, id, changed));
+}
+
+int tally_agg_clear(tally_agg *agg, const tally_bytes *ns) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_clear(agg, ns));
+}
+
+int tally_agg_clear_all(tally_agg *agg) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_clear_all(agg));
+}
+
+int tally_agg_load(tally_agg *agg, const tally_bytes *ns,
+                   const tally_entry *items, size_t n) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_load(agg, ns, items, n));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Transactions                                                              */
 /* ------------------------------------------------------------------------ */
@@ -657,6 +799,8 @@ int tally_agg_begin(tally_agg *agg) {
     return TALLY_EBADTXN;
   agg->in_txn = true;
   agg->txn++;
+  agg->doom_on_fail = false;
+  agg->doom = TALLY_OK;
   return TALLY_OK;
 }
 
@@ -665,8 +809,11 @@ int tally_agg_commit(tally_agg *agg) {
     return TALLY_EINVAL;
   if (!agg->in_txn)
     return TALLY_EBADTXN;
+  if (agg->doom != TALLY_OK)
+    return TALLY_EBADTXN; /* a doomed transaction can only roll back */
   tally__undo_commit(&agg->cx.undo);
   agg->in_txn = false;
+  agg->doom_on_fail = false;
   return TALLY_OK;
 }
 
@@ -676,8 +823,22 @@ void tally_agg_rollback(tally_agg *agg) {
   /* The log was empty at begin (invariant 4), so 0 is begin's mark. */
   tally__undo_rollback(&agg->cx.undo, 0);
   agg->in_txn = false;
+  agg->doom_on_fail = false;
+  agg->doom = TALLY_OK;
   agg->version++;
 }
+
+void tally__agg_doom_on_fail(tally_agg *agg) {
+  if (agg->in_txn)
+    agg->doom_on_fail = true;
+}
+
+void tally__agg_doom(tally_agg *agg, int rc) {
+  if (agg->in_txn && agg->doom_on_fail && agg->doom == TALLY_OK)
+    agg->doom = rc;
+}
+
+int tally__agg_doomed(const tally_agg *agg) { return agg->doom; }
 
 bool tally_agg_in_txn(const tally_agg *agg) {
   return agg != NULL && agg->in_txn;
@@ -704,10 +865,62 @@ static void agg_edge_end(tally__edge *e, tally__edge_kind kind) {
   e->idlen = 0;
 }
 
+/* Whether kind is one of tally_bound_kind's values (any int may arrive). */
+static bool agg_kind_ok(tally_bound_kind kind) {
+  switch (kind) {
+  case TALLY_UNBOUNDED:
+  case TALLY_INCLUSIVE:
+  case TALLY_EXCLUSIVE:
+    return true;
+  }
+  return false;
+}
+
+/* Check the views one side uses (its key, and its id when has_id). */
 static int agg_check_bound(const tally_bound *b) {
-  int rc = agg_check_bytes(b->key, TALLY_KEY_MAX);
+  int rc;
+  if (b->kind == TALLY_UNBOUNDED)
+    return TALLY_OK;
+  rc = agg_check_bytes(b->key, TALLY_KEY_MAX);
   if (rc == TALLY_OK && b->has_id)
     rc = agg_check_bytes(b->id, TALLY_ID_MAX);
+  return rc;
+}
+
+/* Whether v is an EINVAL view (data NULL, len > 0), before any size check. */
+static bool agg_null_view(tally_bytes v) { return v.data == NULL && v.len > 0; }
+
+/*
+ * Check bounds, all EINVAL conditions before any EBADKEY one (tally.h,
+ * bounds): one form only, known kinds, no NULL views with a length among
+ * the fields in use; then the sizes of those fields.
+ */
+static int agg_check_bounds(const tally_bounds *b) {
+  const tally_bound *side[2];
+  int i, rc;
+  side[0] = &b->lower;
+  side[1] = &b->upper;
+  if (!agg_kind_ok(b->lower.kind) || !agg_kind_ok(b->upper.kind))
+    return TALLY_EINVAL;
+  if ((b->has_eq || b->has_prefix) &&
+      (b->has_eq + b->has_prefix + (b->lower.kind != TALLY_UNBOUNDED) +
+           (b->upper.kind != TALLY_UNBOUNDED) > 1))
+    return TALLY_EINVAL;
+  if ((b->has_eq && agg_null_view(b->eq)) ||
+      (b->has_prefix && agg_null_view(b->prefix)))
+    return TALLY_EINVAL;
+  for (i = 0; i < 2; i++)
+    if (side[i]->kind != TALLY_UNBOUNDED &&
+        (agg_null_view(side[i]->key) ||
+         (side[i]->has_id && agg_null_view(side[i]->id))))
+      return TALLY_EINVAL;
+  if (b->has_eq)
+    return agg_check_bytes(b->eq, TALLY_KEY_MAX);
+  if (b->has_prefix)
+    return agg_check_bytes(b->prefix, TALLY_KEY_MAX);
+  rc = agg_check_bound(&b->lower);
+  if (rc == TALLY_OK)
+    rc = agg_check_bound(&b->upper);
   return rc;
 }
 
@@ -718,60 +931,46 @@ static int agg_check_bound(const tally_bound *b) {
 static int agg_bounds(const tally_bounds *b, tally__edge *lo,
                       tally__edge *hi) {
   int rc;
+  const tally_bound *l, *u;
 
   agg_edge_end(lo, TALLY__EDGE_MIN);
   agg_edge_end(hi, TALLY__EDGE_MAX);
   if (b == NULL)
     return TALLY_OK;
-  if ((b->eq != NULL || b->prefix != NULL) &&
-      (b->eq != NULL) + (b->prefix != NULL) + (b->lower != NULL) +
-              (b->upper != NULL) > 1)
-    return TALLY_EINVAL;
-  if (b->eq != NULL) {
-    rc = agg_check_bytes(*b->eq, TALLY_KEY_MAX);
-    if (rc != TALLY_OK)
-      return rc;
-    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, *b->eq, NULL);
-    agg_edge(hi, TALLY__EDGE_KEY_AFTER, *b->eq, NULL);
+  rc = agg_check_bounds(b);
+  if (rc != TALLY_OK)
+    return rc;
+  if (b->has_eq) {
+    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, b->eq, NULL);
+    agg_edge(hi, TALLY__EDGE_KEY_AFTER, b->eq, NULL);
     return TALLY_OK;
   }
-  if (b->prefix != NULL) {
-    rc = agg_check_bytes(*b->prefix, TALLY_KEY_MAX);
-    if (rc != TALLY_OK)
-      return rc;
+  if (b->has_prefix) {
     /* The empty prefix admits every key. */
-    if (b->prefix->len == 0)
+    if (b->prefix.len == 0)
       return TALLY_OK;
-    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, *b->prefix, NULL);
-    agg_edge(hi, TALLY__EDGE_PREFIX_END, *b->prefix, NULL);
+    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, b->prefix, NULL);
+    agg_edge(hi, TALLY__EDGE_PREFIX_END, b->prefix, NULL);
     return TALLY_OK;
   }
-  if (b->lower != NULL) {
-    const tally_bound *l = b->lower;
-    rc = agg_check_bound(l);
-    if (rc != TALLY_OK)
-      return rc;
+  l = &b->lower;
+  u = &b->upper;
+  if (l->kind != TALLY_UNBOUNDED) {
+    bool incl = l->kind == TALLY_INCLUSIVE;
     if (l->has_id)
-      agg_edge(lo,
-               l->inclusive ? TALLY__EDGE_POS_BEFORE : TALLY__EDGE_POS_AFTER,
+      agg_edge(lo, incl ? TALLY__EDGE_POS_BEFORE : TALLY__EDGE_POS_AFTER,
                l->key, &l->id);
     else
-      agg_edge(lo,
-               l->inclusive ? TALLY__EDGE_KEY_BEFORE : TALLY__EDGE_KEY_AFTER,
+      agg_edge(lo, incl ? TALLY__EDGE_KEY_BEFORE : TALLY__EDGE_KEY_AFTER,
                l->key, NULL);
   }
-  if (b->upper != NULL) {
-    const tally_bound *u = b->upper;
-    rc = agg_check_bound(u);
-    if (rc != TALLY_OK)
-      return rc;
+  if (u->kind != TALLY_UNBOUNDED) {
+    bool incl = u->kind == TALLY_INCLUSIVE;
     if (u->has_id)
-      agg_edge(hi,
-               u->inclusive ? TALLY__EDGE_POS_AFTER : TALLY__EDGE_POS_BEFORE,
+      agg_edge(hi, incl ? TALLY__EDGE_POS_AFTER : TALLY__EDGE_POS_BEFORE,
                u->key, &u->id);
     else
-      agg_edge(hi,
-               u->inclusive ? TALLY__EDGE_KEY_AFTER : TALLY__EDGE_KEY_BEFORE,
+      agg_edge(hi, incl ? TALLY__EDGE_KEY_AFTER : TALLY__EDGE_KEY_BEFORE,
                u->key, NULL);
   }
   return TALLY_OK;
@@ -933,7 +1132,7 @@ int tally_agg_index_of(const tally_agg *agg, const tally_bytes *ns,
     return TALLY_EINVAL;
   rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
   if (rc == TALLY_OK)
-    rc = agg_check_bytes(key, TALLY_KEY_MAX);
+    rc = agg_check_key(key);
   if (rc == TALLY_OK && id != NULL)
     rc = agg_check_bytes(*id, TALLY_ID_MAX);
   if (rc != TALLY_OK)
@@ -973,51 +1172,56 @@ int tally_agg_index_of(const tally_agg *agg, const tally_bytes *ns,
 /* ------------------------------------------------------------------------ */
 
 /*
- * Page cursor format, version 1 (all lengths big-endian):
+ * Page cursor format, version 2 (all lengths big-endian):
  *
- *   +------+---------+---------+-----------+-------+----------+
- *   | 0xA7 | ver = 1 | klen:16 | key bytes | ilen:8 | id bytes |
- *   +------+---------+---------+-----------+-------+----------+
+ *   +------+---------+-------+---------+-----------+-------+----------+
+ *   | 0xA7 | ver = 2 | order | klen:16 | key bytes | ilen:8 | id bytes |
+ *   +------+---------+-------+---------+-----------+-------+----------+
  *
- * It names the position (key, id) of the last item returned. Anything
- * else - other magic or version, klen > TALLY_KEY_MAX, ilen > TALLY_ID_MAX,
- * a length running past the end, trailing bytes - is malformed.
+ * It names the position (key, id) of the last item returned and the order
+ * of the pages (0 ascending, 1 descending): a cursor only continues pages
+ * of its own order. Anything else - other magic or version, an unknown
+ * order, klen of 0 or above TALLY_KEY_MAX, ilen > TALLY_ID_MAX, a length
+ * running past the end, trailing bytes - is malformed.
  */
 #define AGG_CURSOR_MAGIC 0xA7u
-#define AGG_CURSOR_VERSION 1u
-#define AGG_CURSOR_HEAD 4u /* magic, version, klen */
+#define AGG_CURSOR_VERSION 2u
+#define AGG_CURSOR_HEAD 5u /* magic, version, order, klen */
 
-static void agg_cursor_encode(const tally_item *it, tally_page_cursor *c) {
+static void agg_cursor_encode(const tally_entry *it, tally_order order,
+                              tally_page_cursor *c) {
   unsigned char *p = c->data;
   *p++ = AGG_CURSOR_MAGIC;
   *p++ = AGG_CURSOR_VERSION;
-  *p++ = (unsigned char)(it->key_len >> 8);
-  *p++ = (unsigned char)(it->key_len & 0xffu);
-  if (it->key_len)
-    memcpy(p, it->key, it->key_len);
-  p += it->key_len;
-  *p++ = (unsigned char)it->id_len;
-  if (it->id_len)
-    memcpy(p, it->id, it->id_len);
-  p += it->id_len;
+  *p++ = (unsigned char)order;
+  *p++ = (unsigned char)(it->key.len >> 8);
+  *p++ = (unsigned char)(it->key.len & 0xffu);
+  memcpy(p, it->key.data, it->key.len);
+  p += it->key.len;
+  *p++ = (unsigned char)it->id.len;
+  if (it->id.len)
+    memcpy(p, it->id.data, it->id.len);
+  p += it->id.len;
   c->len = (size_t)(p - c->data);
 }
 
 /* Parse a cursor into views of its key and id (borrowed from cur). */
-static int agg_cursor_decode(tally_bytes cur, tally_bytes *key,
-                             tally_bytes *id) {
-  const unsigned char *p = cur.data;
+static int agg_cursor_decode(const tally_page_cursor *cur, tally_order order,
+                             tally_bytes *key, tally_bytes *id) {
+  const unsigned char *p = cur->data;
   size_t klen, ilen;
 
-  if (p == NULL || cur.len < AGG_CURSOR_HEAD + 1)
+  if (cur->len < AGG_CURSOR_HEAD + 1 || cur->len > TALLY_PAGE_CURSOR_MAX)
     return TALLY_EINVAL;
-  if (p[0] != AGG_CURSOR_MAGIC || p[1] != AGG_CURSOR_VERSION)
+  if (p[0] != AGG_CURSOR_MAGIC || p[1] != AGG_CURSOR_VERSION ||
+      p[2] != (unsigned char)order)
     return TALLY_EINVAL;
-  klen = ((size_t)p[2] << 8) | p[3];
-  if (klen > TALLY_KEY_MAX || cur.len < AGG_CURSOR_HEAD + klen + 1)
+  klen = ((size_t)p[3] << 8) | p[4];
+  if (klen == 0 || klen > TALLY_KEY_MAX ||
+      cur->len < AGG_CURSOR_HEAD + klen + 1)
     return TALLY_EINVAL;
   ilen = p[AGG_CURSOR_HEAD + klen];
-  if (ilen > TALLY_ID_MAX || cur.len != AGG_CURSOR_HEAD + klen + 1 + ilen)
+  if (ilen > TALLY_ID_MAX || cur->len != AGG_CURSOR_HEAD + klen + 1 + ilen)
     return TALLY_EINVAL;
   key->data = p + AGG_CURSOR_HEAD;
   key->len = klen;
@@ -1028,65 +1232,74 @@ static int agg_cursor_decode(tally_bytes cur, tally_bytes *key,
 
 int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
                        const tally_bounds *bounds, tally_order order,
-                       const tally_bytes *cursor, size_t page_size,
-                       tally_item *items, size_t *n_items,
-                       tally_page_cursor *next, bool *done) {
+                       const tally_page_cursor *cursor, size_t page_size,
+                       tally_page *page) {
   tally__tree *t;
-  tally__edge lo, hi;
+  tally__edge lo, hi, ce;
   tally_bytes ckey, cid;
   tally__iter it;
-  uint64_t rlo, rhi, remaining, take, i;
+  tally_item item;
+  uint64_t rlo, rhi, rc_edge, remaining, take, i;
   int rc;
 
-  /* page_size first (SEMANTICS 4.9: it precedes the end-marker check) */
+  /* page_size first (contract: it precedes the end-marker check) */
   if (page_size == 0)
     return TALLY_EINVAL;
-  if (items == NULL || n_items == NULL || next == NULL || done == NULL ||
-      (order != TALLY_ASC && order != TALLY_DESC))
+  if (page == NULL || (order != TALLY_ASC && order != TALLY_DESC))
     return TALLY_EINVAL;
   rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
   if (rc != TALLY_OK)
     return rc;
-  if (cursor != NULL && cursor->data == NULL && cursor->len > 0)
-    return TALLY_EINVAL;
   if (cursor != NULL && cursor->len > 0) {
-    rc = agg_cursor_decode(*cursor, &ckey, &cid);
+    rc = agg_cursor_decode(cursor, order, &ckey, &cid);
     if (rc != TALLY_OK)
       return rc;
-    /* the cursor replaces the bound on the side it was taken from */
-    if (order == TALLY_ASC)
-      agg_edge(&lo, TALLY__EDGE_POS_AFTER, ckey, &cid);
-    else
-      agg_edge(&hi, TALLY__EDGE_POS_BEFORE, ckey, &cid);
   }
   if (t == NULL || (cursor != NULL && cursor->len == 0)) {
-    *n_items = 0;
-    next->len = 0;
-    *done = true;
+    tally__page_reset(page);
+    tally__page_finish(page, true);
     return TALLY_OK;
   }
 
   rlo = tally__tree_rank(t, &lo);
   rhi = tally__tree_rank(t, &hi);
+  if (cursor != NULL) {
+    /* The cursor narrows the bounds on its side; it never widens them,
+     * whatever cursor a client hands back. */
+    agg_edge(&ce, order == TALLY_ASC ? TALLY__EDGE_POS_AFTER
+                                     : TALLY__EDGE_POS_BEFORE,
+             ckey, &cid);
+    rc_edge = tally__tree_rank(t, &ce);
+    if (order == TALLY_ASC && rc_edge > rlo)
+      rlo = rc_edge;
+    if (order == TALLY_DESC && rc_edge < rhi)
+      rhi = rc_edge;
+  }
   remaining = rhi > rlo ? rhi - rlo : 0;
   take = remaining < page_size ? remaining : (uint64_t)page_size;
+  rc = tally__page_reserve(page, (size_t)take);
+  if (rc != TALLY_OK)
+    return rc;
+  tally__page_reset(page);
   if (take > 0) {
     rc = tally__iter_seek_rank(&it, t, order == TALLY_ASC ? rlo : rhi - 1);
     for (i = 0; rc == TALLY_OK && i < take; i++) {
       if (i > 0)
         rc = order == TALLY_ASC ? tally__iter_next(&it) : tally__iter_prev(&it);
       if (rc == TALLY_OK)
-        rc = tally__iter_get(&it, &items[i]);
+        rc = tally__iter_get(&it, &item);
+      if (rc == TALLY_OK)
+        rc = tally__page_push(page, &item);
     }
-    if (rc != TALLY_OK)
+    if (rc != TALLY_OK) {
+      tally__page_reset(page);
       return rc == TALLY_ENOTFOUND ? TALLY_ECORRUPT : rc;
+    }
   }
-  *n_items = (size_t)take;
-  *done = remaining <= page_size;
-  if (*done)
-    next->len = 0;
-  else
-    agg_cursor_encode(&items[take - 1], next);
+  tally__page_finish(page, remaining <= page_size);
+  if (remaining > page_size)
+    agg_cursor_encode(&tally_page_items(page)[take - 1], order,
+                      tally__page_cursor(page));
   return TALLY_OK;
 }
 
@@ -1291,7 +1504,7 @@ int tally_cursor_seek(tally_cursor *c, tally_rel rel, tally_bytes key,
   if (c == NULL || (rel != TALLY_LT && rel != TALLY_LE && rel != TALLY_GE &&
                     rel != TALLY_GT))
     return TALLY_EINVAL;
-  rc = agg_check_bytes(key, TALLY_KEY_MAX);
+  rc = agg_check_key(key);
   if (rc == TALLY_OK && id != NULL)
     rc = agg_check_bytes(*id, TALLY_ID_MAX);
   if (rc != TALLY_OK)

@@ -237,6 +237,25 @@ static unsigned char *nd_inline(const tally__node *nd, unsigned cap) {
   return (unsigned char *)nd + nd_size(cap, nd->leaf);
 }
 
+/* An empty node with an inline heap of icap bytes (rounded up to 8, at
+ * least 32); NULL when out of memory. */
+static tally__node *nd_alloc(const tally__mem *m, unsigned cap, int leaf,
+                             size_t icap) {
+  tally__node *nd;
+  icap = icap < 32 ? 32 : (icap + 7) & ~(size_t)7;
+  nd = tally__malloc(m, nd_size(cap, leaf) + icap);
+  if (nd == NULL)
+    return NULL;
+  nd_wire(nd, cap, leaf);
+  nd->leaf = (uint8_t)leaf;
+  nd->ext = 0;
+  nd->heap = nd_inline(nd, cap);
+  nd->hcap = nd->icap = (uint32_t)icap;
+  nd->n = 0;
+  nd->off[0] = 0;
+  return nd;
+}
+
 static void nd_free(const tally__mem *m, tally__node *nd) {
   if (nd == NULL)
     return;
@@ -958,20 +977,11 @@ static int bt_image(tally__ctx *cx, tally__tree *t, tally__node *nd) {
  * 8, at least 32) and log it as new. */
 static int bt_new_node(tally__ctx *cx, tally__tree *t, int leaf, size_t icap,
                        tally__node **out) {
-  tally__node *nd;
-  icap = icap < 32 ? 32 : (icap + 7) & ~(size_t)7;
-  nd = tally__malloc(&cx->mem, nd_size(t->cap, leaf) + icap);
+  tally__node *nd = nd_alloc(&cx->mem, t->cap, leaf, icap);
   if (nd == NULL || undo_push(&cx->undo, UR_NEW_NODE, t, nd, 0) == NULL) {
     tally__free(&cx->mem, nd);
     return TALLY_ENOMEM;
   }
-  nd_wire(nd, t->cap, leaf);
-  nd->leaf = (uint8_t)leaf;
-  nd->ext = 0;
-  nd->heap = nd_inline(nd, t->cap);
-  nd->hcap = nd->icap = (uint32_t)icap;
-  nd->n = 0;
-  nd->off[0] = 0;
   *out = nd;
   return TALLY_OK;
 }
@@ -1475,6 +1485,148 @@ int tally__tree_clear(tally__ctx *cx, tally__tree *t) {
   t->root = NULL;
   t->height = 0;
   t->count = 0;
+  return TALLY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bulk load                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Entries of node j of the m nodes that share k entries at one level: full
+ * nodes, except that the last two split the rest r (cap < r <= 2 cap) so
+ * that both keep at least cap/2 (invariant 2). A level of one node (the
+ * root) takes all k. */
+static unsigned bt_load_fill(size_t k, size_t m, size_t j, unsigned cap) {
+  size_t r;
+  if (m == 1)
+    return (unsigned)k;
+  if (j + 2 < m)
+    return cap;
+  r = k - (m - 2) * (size_t)cap;
+  if (r - cap >= cap / 2)
+    return j + 2 == m ? cap : (unsigned)(r - cap);
+  return j + 2 == m ? (unsigned)(r - cap / 2) : cap / 2;
+}
+
+/* Bytes of the entry of an item (bt_encode's layout). */
+static size_t bt_load_len(const tally_entry *e) {
+  size_t kl = e->key.len;
+  return (kl < 128 ? 1u : 2u) + (kl > 8 ? kl - 8 : 0u) + e->id.len;
+}
+
+/* Inline heap for a node of cnt entries taking used bytes: exact when the
+ * node is full, else room for a full node of entries of this average
+ * length (as bt_split_icap gives a node split off). */
+static size_t bt_load_icap(size_t used, unsigned cnt, unsigned cap) {
+  return cnt >= cap ? used : (used + cnt - 1) / cnt * cap;
+}
+
+/* Append item e to node nd (room for it was sized in advance). */
+static void bt_load_put(tally__node *nd, const tally_entry *e, double sum) {
+  unsigned j = nd->n;
+  uint32_t at = nd->off[j];
+  size_t len = bt_encode(nd->heap + at, &nd->pfx[j], e->key.data, e->key.len,
+                         e->id.data, e->id.len);
+  nd->sum[j] = sum;
+  nd->off[j + 1] = at + (uint32_t)len;
+  nd->n = (uint16_t)(j + 1);
+}
+
+/* One node of the level under construction, or one already built. */
+typedef struct bt_load_slot {
+  tally__node *nd; /* the node (owns its subtree once built) */
+  size_t first;    /* index of the first item below it */
+} bt_load_slot;
+
+/*
+ * Level by level, from the leaves up. The nodes of a level sit in v[0..k);
+ * building the level above writes parent j to v[j], which is never ahead
+ * of the children still to be read (parent j reads from index >= 2j).
+ *
+ *   leaves:  items --> v[0..m)   [a b c d][e f g h][i j k]
+ *   inner:   v[0..k) --> v[0..m) [  . e i ]   separators = first items
+ */
+int tally__tree_load(tally__ctx *cx, tally__tree *t, const tally_entry *items,
+                     size_t n) {
+  const tally__mem *mem = &cx->mem;
+  unsigned cap = t->cap, h = 1;
+  size_t k, m, j, pos;
+  bt_load_slot *v;
+
+  if (t->root != NULL)
+    return TALLY_EEXISTS;
+  if (n == 0)
+    return TALLY_OK;
+  m = (n + cap - 1) / cap;
+  v = tally__malloc(mem, m * sizeof *v);
+  if (v == NULL)
+    return TALLY_ENOMEM;
+
+  /* Leaves. */
+  for (j = 0, pos = 0; j < m; j++) {
+    unsigned cnt = bt_load_fill(n, m, j, cap), i;
+    size_t used = 0;
+    tally__node *nd;
+    for (i = 0; i < cnt; i++)
+      used += bt_load_len(&items[pos + i]);
+    nd = nd_alloc(mem, cap, 1, bt_load_icap(used, cnt, cap));
+    if (nd == NULL) {
+      while (j-- > 0)
+        nd_free(mem, v[j].nd);
+      tally__free(mem, v);
+      return TALLY_ENOMEM;
+    }
+    for (i = 0; i < cnt; i++)
+      bt_load_put(nd, &items[pos + i], items[pos + i].sum);
+    v[j].nd = nd;
+    v[j].first = pos;
+    pos += cnt;
+  }
+
+  /* Inner levels, until one node is left: the root. */
+  for (k = m; k > 1; k = m, h++) {
+    m = (k + cap - 1) / cap;
+    for (j = 0, pos = 0; j < m; j++) {
+      unsigned cnt = bt_load_fill(k, m, j, cap), i;
+      size_t used = 0, first = v[pos].first;
+      tally__node *nd;
+      for (i = 1; i < cnt; i++)
+        used += bt_load_len(&items[v[pos + i].first]);
+      nd = nd_alloc(mem, cap, 0, bt_load_icap(used, cnt, cap));
+      if (nd == NULL) {
+        /* parents [0, j) own children [0, pos); the rest are loose */
+        size_t q;
+        for (q = 0; q < j; q++)
+          nd_free_subtree(mem, v[q].nd, h + 1);
+        for (q = pos; q < k; q++)
+          nd_free_subtree(mem, v[q].nd, h);
+        tally__free(mem, v);
+        return TALLY_ENOMEM;
+      }
+      for (i = 0; i < cnt; i++) {
+        tally__node *kid = v[pos + i].nd;
+        if (i == 0) {
+          nd->pfx[0] = 0;
+          nd->off[1] = 0;
+          nd->n = 1;
+        } else {
+          bt_load_put(nd, &items[v[pos + i].first], 0.0);
+        }
+        nd->kid[i] = kid;
+        nd->cnt[i] = nd_count(kid);
+        nd->sum[i] = nd_total(kid);
+      }
+      v[j].nd = nd;
+      v[j].first = first;
+      pos += cnt;
+    }
+  }
+
+  t->root = v[0].nd;
+  t->height = h;
+  t->count = n;
+  t->version++;
+  tally__free(mem, v);
   return TALLY_OK;
 }
 

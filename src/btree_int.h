@@ -156,6 +156,20 @@ int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
 /* Remove everything (the nodes are retired through the log). */
 int tally__tree_clear(tally__ctx *cx, tally__tree *t);
 
+/*
+ * Build the empty tree t bottom-up from n >= 1 items in strictly ascending
+ * (key, id) order, each with a valid key, id and sum (the caller checked
+ * all of that). Nodes are filled to cap; the last two nodes of a level
+ * share their entries so that both keep at least cap/2 (invariant 2).
+ * Nothing is logged: t must be destroyed whole by a record below the
+ * caller's mark on rollback (the UR_NEW_TREE of a tree created in the
+ * same write), and no record may refer to its nodes. TALLY_ENOMEM leaves
+ * t empty with nothing allocated; TALLY_EEXISTS if t is not empty.
+ * O(n + bytes of the items).
+ */
+int tally__tree_load(tally__ctx *cx, tally__tree *t, const tally_entry *items,
+                     size_t n);
+
 /* Reads. */
 /* TALLY_OK and *sum if present, else TALLY_ENOTFOUND. */
 int tally__tree_find(const tally__tree *t, const void *key, size_t klen,

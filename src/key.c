@@ -627,19 +627,142 @@ int tally_key_format(tally_bytes key, char *out, size_t cap, size_t *need) {
 /* ------------------------------------------------------------------------ */
 
 int tally_key_compare(tally_bytes a, tally_bytes b) {
-  size_t n = a.len < b.len ? a.len : b.len;
+  size_t n;
+  /* a view that points nowhere reads as empty (never dereferenced) */
+  if (a.data == NULL)
+    a.len = 0;
+  if (b.data == NULL)
+    b.len = 0;
+  n = a.len < b.len ? a.len : b.len;
   int c = n > 0 ? memcmp(a.data, b.data, n) : 0;
   if (c != 0)
     return c < 0 ? -1 : 1;
   return a.len < b.len ? -1 : a.len > b.len ? 1 : 0;
 }
 
+/* The view every function refuses with TALLY_EINVAL (data NULL, len > 0):
+ * what the one-line helpers return when they cannot build their value. */
+static tally_bytes key_invalid(size_t len) {
+  tally_bytes out;
+  out.data = NULL;
+  out.len = len;
+  return out;
+}
+
 tally_bytes tally_id_int(int64_t v, unsigned char buf[8]) {
   tally_bytes out;
+  if (buf == NULL)
+    return key_invalid(8);
   key_put_be64(buf, key_int_bits(v));
   out.data = buf;
   out.len = 8;
   return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One-element keys in one call                                              */
+/* ------------------------------------------------------------------------ */
+
+static tally_bytes key_of_tagged64(unsigned char tag, uint64_t v,
+                                   unsigned char *buf) {
+  tally_bytes out;
+  if (buf == NULL)
+    return key_invalid(TALLY_KEY_SCALAR_SIZE);
+  buf[0] = tag;
+  key_put_be64(buf + 1, v);
+  out.data = buf;
+  out.len = TALLY_KEY_SCALAR_SIZE;
+  return out;
+}
+
+tally_bytes tally_key_of_int(int64_t v, unsigned char *buf) {
+  return key_of_tagged64(KEY_TAG_INT, key_int_bits(v), buf);
+}
+
+tally_bytes tally_key_of_double(double v, unsigned char *buf) {
+  return key_of_tagged64(KEY_TAG_DOUBLE, key_double_bits(v), buf);
+}
+
+tally_bytes tally_key_of_str(const char *s, unsigned char *buf, size_t cap) {
+  tally_keybuf kb;
+  tally_bytes key;
+  if (s == NULL || buf == NULL)
+    return key_invalid(1);
+  tally_key_init(&kb);
+  if (tally_key_cstr(&kb, s) != TALLY_OK ||
+      tally_key_finish(&kb, &key) != TALLY_OK || key.len > cap)
+    return key_invalid(1);
+  memcpy(buf, key.data, key.len);
+  key.data = buf;
+  return key;
+}
+
+/* Decode key as exactly one element of type want into *e. */
+static int key_single(tally_bytes key, tally_type want, tally_elem *e) {
+  tally_keyreader r;
+  tally_elem end;
+  int rc;
+  if (key.data == NULL && key.len > 0)
+    return TALLY_EINVAL;
+  tally_key_reader(&r, key);
+  rc = tally_key_next(&r, e);
+  if (rc == TALLY_ENOTFOUND)
+    return TALLY_EBADKEY; /* empty */
+  if (rc != TALLY_OK)
+    return rc;
+  if (e->type == TALLY_T_TUPLE) {
+    /* well formed? then it is a tuple, not the scalar asked for */
+    rc = tally_key_validate(key);
+    return rc != TALLY_OK ? rc : TALLY_EINVAL;
+  }
+  rc = tally_key_next(&r, &end);
+  if (rc != TALLY_ENOTFOUND)
+    return TALLY_EBADKEY; /* bytes after the element */
+  return e->type == want ? TALLY_OK : TALLY_EINVAL;
+}
+
+int tally_key_to_int(tally_bytes key, int64_t *out) {
+  tally_elem e;
+  int rc;
+  if (out == NULL)
+    return TALLY_EINVAL;
+  rc = key_single(key, TALLY_T_INT, &e);
+  if (rc == TALLY_OK)
+    *out = e.i;
+  return rc;
+}
+
+int tally_key_to_double(tally_bytes key, double *out) {
+  tally_elem e;
+  int rc;
+  if (out == NULL)
+    return TALLY_EINVAL;
+  rc = key_single(key, TALLY_T_DOUBLE, &e);
+  if (rc == TALLY_OK)
+    *out = e.d;
+  return rc;
+}
+
+int tally_key_to_str(tally_bytes key, char *out, size_t cap, size_t *len) {
+  tally_elem e;
+  size_t n;
+  int rc;
+  if (out == NULL && cap > 0)
+    return TALLY_EINVAL;
+  rc = key_single(key, TALLY_T_STRING, &e);
+  if (rc != TALLY_OK)
+    return rc;
+  if (len != NULL)
+    *len = e.len;
+  if (cap == 0)
+    return TALLY_ERANGE;
+  n = tally_elem_copy(&e, out, cap - 1);
+  if (n > cap - 1) {
+    out[cap - 1] = '\0';
+    return TALLY_ERANGE;
+  }
+  out[n] = '\0';
+  return TALLY_OK;
 }
 
 int tally_id_to_int(tally_bytes id, int64_t *out) {

@@ -31,13 +31,14 @@
  * invalidates the actual cursor, which is then re-seeked by position.
  *
  * Invariants:
- *  1. t->agg is never NULL between tally_table_new and tally_table_free.
+ *  1. t->agg is never NULL between tally_table_new and tally_table_free;
+ *     it is freed with t only when t created it (owns_agg).
  *  2. A write calls every extractor it needs before it touches the
  *     aggregate, and then makes a single aggregate write, so on any error
  *     the aggregate is unchanged.
- *  3. t->hook_err is the raw value of the last failing extractor of a write
- *     (or scan_rows of backfill/repair), 0 if none. Const functions (reads)
- *     never write it: concurrent readers stay safe.
+ *  3. t->hook_err is the raw value of the last failing extractor or
+ *     scan_rows of any call that ran them (writes, index_of_row, backfill,
+ *     verify, repair), 0 if none. Those calls take a non-const t.
  *  4. Verify never writes to the actual aggregate; the expected one is
  *     private to the call and freed before it returns.
  *  5. Backfill and repair outside a caller's transaction run inside one
@@ -51,13 +52,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agg_int.h"
 #include "alloc_int.h"
 #include "tally.h"
 
 struct tally_table {
   tally__mem mem;            /* allocator (copied from opts) */
   tally_table_options opts;  /* extractors and udata, copied */
-  tally_agg *agg;            /* the aggregate, owned (invariant 1) */
+  tally_agg *agg;            /* the aggregate (invariant 1) */
+  bool owns_agg;             /* created here, freed with the table */
   int hook_err;              /* raw value of the last failing hook */
 };
 
@@ -81,39 +84,48 @@ typedef struct tbl_ext {
  * sum plays no part, and a sum extractor failing on them must not block the
  * removal. On TALLY_EHOOK *hook gets the extractor's raw value.
  */
-static int tbl_extract(const tally_table *t, const void *row, bool want_sum,
+static int tbl_extract(const tally_table *t, const char *table,
+                       tally_bytes id, const void *data, bool want_sum,
                        tbl_ext *x, int *hook) {
+  tally_row row;
   int rc;
   bool has_ns = true;
 
+  row.table = table;
+  row.id = id;
+  row.data = data;
   x->ns = NULL;
   x->sum = 0.0;
   if (t->opts.ns != NULL) {
     tally_key_init(&x->nb);
-    rc = t->opts.ns(row, &x->nb, &has_ns, t->opts.udata);
+    rc = t->opts.ns(&row, &x->nb, &has_ns, t->opts.udata);
     if (rc != 0) {
       *hook = rc;
       return TALLY_EHOOK;
     }
     if (has_ns) {
       rc = tally_key_finish(&x->nb, &x->nsv);
+      if (rc == TALLY_EINVAL)
+        rc = TALLY_EBADKEY; /* left unfinished by the extractor */
       if (rc != TALLY_OK)
         return rc;
       x->ns = &x->nsv;
     }
   }
   tally_key_init(&x->kb);
-  rc = t->opts.key(row, &x->kb, t->opts.udata);
+  rc = t->opts.key(&row, &x->kb, t->opts.udata);
   if (rc != 0) {
     *hook = rc;
     return TALLY_EHOOK;
   }
   rc = tally_key_finish(&x->kb, &x->key);
+  if (rc == TALLY_EINVAL)
+    rc = TALLY_EBADKEY; /* left unfinished by the extractor */
   if (rc != TALLY_OK)
     return rc;
   if (want_sum && t->opts.sum != NULL) {
     double s = 0.0;
-    rc = t->opts.sum(row, &s, t->opts.udata);
+    rc = t->opts.sum(&row, &s, t->opts.udata);
     if (rc != 0) {
       *hook = rc;
       return TALLY_EHOOK;
@@ -141,7 +153,8 @@ int tally_table_new(const tally_table_options *opts, tally_table **out) {
   int rc;
 
   if (opts == NULL || out == NULL || opts->key == NULL ||
-      (opts->version != 0 && opts->version != 1))
+      (opts->version != 0 && opts->version != 1) ||
+      (opts->agg != NULL && opts->node_size != 0))
     return TALLY_EINVAL;
   rc = tally__mem_init(&mem, opts->alloc);
   if (rc != TALLY_OK)
@@ -149,14 +162,18 @@ int tally_table_new(const tally_table_options *opts, tally_table **out) {
   t = tally__malloc(&mem, sizeof *t);
   if (t == NULL)
     return TALLY_ENOMEM;
-  memset(&ao, 0, sizeof ao);
-  ao.version = 1;
-  ao.node_size = opts->node_size;
-  ao.alloc = &mem.a;
-  rc = tally_agg_new(&ao, &t->agg);
-  if (rc != TALLY_OK) {
-    tally__free(&mem, t);
-    return rc;
+  t->agg = opts->agg;
+  t->owns_agg = opts->agg == NULL;
+  if (t->owns_agg) {
+    memset(&ao, 0, sizeof ao);
+    ao.version = 1;
+    ao.node_size = opts->node_size;
+    ao.alloc = &mem.a;
+    rc = tally_agg_new(&ao, &t->agg);
+    if (rc != TALLY_OK) {
+      tally__free(&mem, t);
+      return rc;
+    }
   }
   t->mem = mem;
   t->opts = *opts;
@@ -172,7 +189,8 @@ void tally_table_free(tally_table *t) {
   if (t == NULL)
     return;
   mem = t->mem;
-  tally_agg_free(t->agg);
+  if (t->owns_agg)
+    tally_agg_free(t->agg);
   tally__free(&mem, t);
 }
 
@@ -209,8 +227,9 @@ typedef enum tbl_mode {
  * (insert, replace). Both are extracted before the single aggregate call
  * (invariant 2).
  */
-static int tbl_write(tally_table *t, tbl_mode mode, tally_bytes id,
-                     const void *old_row, const void *new_row, bool *changed) {
+static int tbl_write0(tally_table *t, tbl_mode mode, const char *table,
+                      tally_bytes id, const void *old_row, const void *new_row,
+                      bool *changed) {
   tbl_ext ox, nx;
   bool has_old = mode == TBL_DELETE || mode == TBL_REPLACE ||
                  mode == TBL_DELETE_IF_EXISTS || mode == TBL_REPLACE_OR_INSERT;
@@ -218,18 +237,18 @@ static int tbl_write(tally_table *t, tbl_mode mode, tally_bytes id,
   int hook = 0;
   int rc;
 
-  if (t == NULL || !tbl_bytes_ok(id) || (has_old && old_row == NULL) ||
+  if (!tbl_bytes_ok(id) || (has_old && old_row == NULL) ||
       (has_new && new_row == NULL))
     return TALLY_EINVAL;
   if (id.len > TALLY_ID_MAX) /* refused before any extractor runs */
     return TALLY_EBADKEY;
   if (has_old) {
-    rc = tbl_extract(t, old_row, false, &ox, &hook);
+    rc = tbl_extract(t, table, id, old_row, false, &ox, &hook);
     if (rc != TALLY_OK)
       goto fail;
   }
   if (has_new) {
-    rc = tbl_extract(t, new_row, true, &nx, &hook);
+    rc = tbl_extract(t, table, id, new_row, true, &nx, &hook);
     if (rc != TALLY_OK)
       goto fail;
   }
@@ -256,47 +275,73 @@ fail:
   return rc;
 }
 
-int tally_table_insert(tally_table *t, tally_bytes id, const void *row) {
-  return tbl_write(t, TBL_INSERT, id, NULL, row, NULL);
+/* A failed write dooms the aggregate's transaction when it belongs to a
+ * tally_db transaction, whether it failed in an extractor or in the
+ * aggregate (which then records it itself). */
+static int tbl_write(tally_table *t, tbl_mode mode, const char *table,
+                     tally_bytes id, const void *old_row, const void *new_row,
+                     bool *changed) {
+  int rc;
+
+  if (t == NULL)
+    return TALLY_EINVAL;
+  if (tally__agg_doomed(t->agg) != TALLY_OK)
+    return TALLY_EBADTXN;
+  rc = tbl_write0(t, mode, table, id, old_row, new_row, changed);
+  if (rc != TALLY_OK)
+    tally__agg_doom(t->agg, rc);
+  return rc;
 }
 
-int tally_table_delete(tally_table *t, tally_bytes id, const void *row) {
-  return tbl_write(t, TBL_DELETE, id, row, NULL, NULL);
+int tally_table_insert(tally_table *t, const char *table, tally_bytes id,
+                       const void *row) {
+  return tbl_write(t, TBL_INSERT, table, id, NULL, row, NULL);
 }
 
-int tally_table_replace(tally_table *t, tally_bytes id, const void *old_row,
-                        const void *new_row) {
-  return tbl_write(t, TBL_REPLACE, id, old_row, new_row, NULL);
+int tally_table_delete(tally_table *t, const char *table, tally_bytes id,
+                       const void *row) {
+  return tbl_write(t, TBL_DELETE, table, id, row, NULL, NULL);
 }
 
-int tally_table_insert_if_absent(tally_table *t, tally_bytes id,
-                                 const void *row, bool *changed) {
-  return tbl_write(t, TBL_INSERT_IF_ABSENT, id, NULL, row, changed);
+int tally_table_replace(tally_table *t, const char *table, tally_bytes id,
+                        const void *old_row, const void *new_row) {
+  return tbl_write(t, TBL_REPLACE, table, id, old_row, new_row, NULL);
 }
 
-int tally_table_delete_if_exists(tally_table *t, tally_bytes id,
-                                 const void *row, bool *changed) {
-  return tbl_write(t, TBL_DELETE_IF_EXISTS, id, row, NULL, changed);
+int tally_table_insert_if_absent(tally_table *t, const char *table,
+                                 tally_bytes id, const void *row,
+                                 bool *changed) {
+  return tbl_write(t, TBL_INSERT_IF_ABSENT, table, id, NULL, row, changed);
 }
 
-int tally_table_replace_or_insert(tally_table *t, tally_bytes id,
-                                  const void *old_row, const void *new_row,
-                                  bool *changed) {
-  return tbl_write(t, TBL_REPLACE_OR_INSERT, id, old_row, new_row, changed);
+int tally_table_delete_if_exists(tally_table *t, const char *table,
+                                 tally_bytes id, const void *row,
+                                 bool *changed) {
+  return tbl_write(t, TBL_DELETE_IF_EXISTS, table, id, row, NULL, changed);
 }
 
-int tally_table_index_of_row(const tally_table *t, tally_bytes id,
-                             const void *row, const tally_bounds *bounds,
-                             tally_order order, uint64_t *index) {
+int tally_table_replace_or_insert(tally_table *t, const char *table,
+                                  tally_bytes id, const void *old_row,
+                                  const void *new_row, bool *changed) {
+  return tbl_write(t, TBL_REPLACE_OR_INSERT, table, id, old_row, new_row,
+                   changed);
+}
+
+int tally_table_index_of_row(tally_table *t, const char *table,
+                             tally_bytes id, const void *row,
+                             const tally_bounds *bounds, tally_order order,
+                             uint64_t *index) {
   tbl_ext x;
-  int hook = 0; /* not recorded: this is a read (invariant 3) */
+  int hook = 0;
   int rc;
 
   if (t == NULL || row == NULL || index == NULL || !tbl_bytes_ok(id))
     return TALLY_EINVAL;
   if (id.len > TALLY_ID_MAX)
     return TALLY_EBADKEY;
-  rc = tbl_extract(t, row, false, &x, &hook);
+  rc = tbl_extract(t, table, id, row, false, &x, &hook);
+  if (rc == TALLY_EHOOK)
+    t->hook_err = hook;
   if (rc != TALLY_OK)
     return rc;
   return tally_agg_index_of(t->agg, x.ns, bounds, x.key, &id, order, index);
@@ -340,6 +385,7 @@ typedef union tbl_ref {
 /* Context of one scan_rows pass that puts every row's item into dst. */
 typedef struct tbl_scan {
   const tally_table *t; /* extractors, allocator */
+  const char *table;    /* the scanned table, for the extractors */
   tally_agg *dst;       /* where the items go */
   uint64_t rows;        /* rows seen */
   int err;              /* first error, TALLY_OK while fine */
@@ -437,7 +483,7 @@ static int tbl_scan_row(tally_bytes id, const void *row, void *ctx) {
   else if (id.len > TALLY_ID_MAX)
     rc = TALLY_EBADKEY;
   else
-    rc = tbl_extract(s->t, row, true, &x, &s->hook);
+    rc = tbl_extract(s->t, s->table, id, row, true, &x, &s->hook);
   /* The aggregate would refuse these too, but only at flush time, after
    * the records' lengths were narrowed. */
   if (rc == TALLY_OK && (x.key.len > TALLY_KEY_MAX ||
@@ -484,6 +530,7 @@ static int tbl_scan_into(const tally_table *t, const tally_store *store,
 
   memset(&s, 0, sizeof s);
   s.t = t;
+  s.table = table;
   s.dst = dst;
   s.err = TALLY_OK;
   rc = store->scan_rows(store->udata, table, tbl_scan_row, &s);
@@ -823,15 +870,19 @@ out:
   return rc;
 }
 
-int tally_table_verify(const tally_table *t, const tally_store *store,
+int tally_table_verify(tally_table *t, const tally_store *store,
                        const char *table,
                        bool (*fn)(const tally_diff *d, void *udata),
                        void *udata, tally_verify_report *report) {
-  int hook = 0; /* not recorded: verify is a read (invariant 3) */
+  int hook = 0;
+  int rc;
 
   if (t == NULL || report == NULL || !tbl_store_ok(store, table))
     return TALLY_EINVAL;
-  return tbl_check(t, NULL, store, table, fn, udata, report, &hook);
+  rc = tbl_check(t, NULL, store, table, fn, udata, report, &hook);
+  if (rc == TALLY_EHOOK)
+    t->hook_err = hook;
+  return rc;
 }
 
 int tally_table_repair(tally_table *t, const tally_store *store,

@@ -33,13 +33,19 @@
  *  (4) Registration happens only outside a transaction, so trigger lists
  *      (and pointers to them in q) are stable while one runs.
  *  (5) aggs holds no duplicates (tally_agg_begin allows one level).
+ *  (6) Each aggs[i].regs is the number of table-aggregate entries over
+ *      aggs[i].agg; an aggregate stays listed while regs > 0 or it is
+ *      enlisted, and is dropped from the list when neither holds.
+ *  (7) Every table in tables has at least one trigger: removing the last
+ *      one removes the table.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "agg_int.h"
 #include "alloc_int.h"
 
-/* Default cascade limit (SEMANTICS decision 13: at least 16). */
+/* Default cascade limit (README.md, Behaviour contract: at least 16). */
 #define TRIG_DEFAULT_DEPTH 16
 
 typedef struct trig_entry {
@@ -76,13 +82,20 @@ struct tally_txn {
   size_t head, tail, cap;
 };
 
+/* An aggregate taking part in every transaction, and why. */
+typedef struct trig_agg {
+  tally_agg *agg;
+  size_t regs;   /* table-aggregate triggers over it */
+  bool enlisted; /* tally_db_enlist */
+} trig_agg;
+
 struct tally_db {
   tally__mem mem;     /* every allocation of the db */
   tally_store store;  /* the caller's, copied */
   unsigned max_depth; /* cascade limit */
   trig_table *tables; /* one per table with triggers */
   size_t n_tables, cap_tables;
-  tally_agg **aggs; /* invariant 5 */
+  trig_agg *aggs; /* invariants 5 and 6 */
   size_t n_aggs, cap_aggs;
   int hook_err;  /* raw value behind the last failure */
   tally_txn txn; /* embedded: see the drawing */
@@ -152,11 +165,21 @@ static int trig_add(tally_db *db, const char *table, const trig_entry *e) {
   return TALLY_OK;
 }
 
-static bool trig_has_agg(const tally_db *db, const tally_agg *agg) {
+static trig_agg *trig_find_agg(const tally_db *db, const tally_agg *agg) {
   for (size_t i = 0; i < db->n_aggs; i++)
-    if (db->aggs[i] == agg)
-      return true;
-  return false;
+    if (db->aggs[i].agg == agg)
+      return &db->aggs[i];
+  return NULL;
+}
+
+/* Drop aggs entry a if nothing keeps it listed any more (invariant 6). */
+static void trig_agg_unref(tally_db *db, trig_agg *a) {
+  if (a->regs > 0 || a->enlisted)
+    return;
+  size_t i = (size_t)(a - db->aggs);
+  memmove(&db->aggs[i], &db->aggs[i + 1],
+          (db->n_aggs - i - 1) * sizeof *db->aggs);
+  db->n_aggs--;
 }
 
 /* Make room for one more aggregate without adding it yet. */
@@ -175,7 +198,7 @@ int tally_db_new(const tally_db_options *opts, tally_db **out) {
   if (opts->version != 0 && opts->version != 1)
     return TALLY_EINVAL;
   const tally_store *s = opts->store;
-  if (s->version < 1 || s->begin == NULL || s->commit == NULL ||
+  if ((s->version != 0 && s->version != 1) || s->begin == NULL || s->commit == NULL ||
       s->rollback == NULL || s->insert_row == NULL || s->get_row == NULL ||
       s->update_row == NULL || s->delete_row == NULL ||
       s->release_row == NULL)
@@ -234,8 +257,8 @@ int tally_db_register_table(tally_db *db, const char *table, tally_table *t,
     return TALLY_EBADTXN;
   /* Reserve the aggregate's slot first: once the trigger is added nothing
    * can fail, so the registration is all-or-nothing. */
-  bool known = trig_has_agg(db, agg);
-  if (!known && trig_reserve_agg(db) != TALLY_OK)
+  trig_agg *a = trig_find_agg(db, agg);
+  if (a == NULL && trig_reserve_agg(db) != TALLY_OK)
     return TALLY_ENOMEM;
   trig_entry e;
   memset(&e, 0, sizeof e);
@@ -244,8 +267,13 @@ int tally_db_register_table(tally_db *db, const char *table, tally_table *t,
   int rc = trig_add(db, table, &e);
   if (rc != TALLY_OK)
     return rc;
-  if (!known)
-    db->aggs[db->n_aggs++] = agg;
+  if (a == NULL) {
+    a = &db->aggs[db->n_aggs++];
+    a->agg = agg;
+    a->regs = 0;
+    a->enlisted = false;
+  }
+  a->regs++;
   return TALLY_OK;
 }
 
@@ -254,11 +282,104 @@ int tally_db_enlist(tally_db *db, tally_agg *agg) {
     return TALLY_EINVAL;
   if (db->txn.active)
     return TALLY_EBADTXN;
-  if (trig_has_agg(db, agg))
-    return TALLY_OK;
-  if (trig_reserve_agg(db) != TALLY_OK)
-    return TALLY_ENOMEM;
-  db->aggs[db->n_aggs++] = agg;
+  trig_agg *a = trig_find_agg(db, agg);
+  if (a == NULL) {
+    if (trig_reserve_agg(db) != TALLY_OK)
+      return TALLY_ENOMEM;
+    a = &db->aggs[db->n_aggs++];
+    a->agg = agg;
+    a->regs = 0;
+  }
+  a->enlisted = true;
+  return TALLY_OK;
+}
+
+/* Remove entry i of tab, and tab itself when it was the last (invariant
+ * 7). Frees memory, allocates nothing: cannot fail. */
+static void trig_remove_entry(tally_db *db, trig_table *tab, size_t i) {
+  const trig_entry e = tab->entries[i];
+  memmove(&tab->entries[i], &tab->entries[i + 1],
+          (tab->n - i - 1) * sizeof *tab->entries);
+  tab->n--;
+  if (e.fn == NULL) {
+    trig_agg *a = trig_find_agg(db, tally_table_agg(e.table));
+    TALLY_ASSERT(a != NULL && a->regs > 0);
+    a->regs--;
+    trig_agg_unref(db, a);
+  }
+  if (tab->n == 0) {
+    size_t k = (size_t)(tab - db->tables);
+    tally__free(&db->mem, tab->name);
+    tally__free(&db->mem, tab->entries);
+    memmove(&db->tables[k], &db->tables[k + 1],
+            (db->n_tables - k - 1) * sizeof *db->tables);
+    db->n_tables--;
+  }
+}
+
+/* The first entry of table matching (fn, udata), or the table aggregate t
+ * when fn is NULL; its list in *tab. */
+static int trig_locate(const tally_db *db, const char *table,
+                       tally_trigger_fn fn, void *udata, const tally_table *t,
+                       trig_table **tab, size_t *at) {
+  trig_table *tb = trig_find(db, table);
+  if (tb == NULL)
+    return TALLY_ENOTFOUND;
+  for (size_t i = 0; i < tb->n; i++) {
+    const trig_entry *e = &tb->entries[i];
+    if (fn != NULL ? e->fn == fn && e->udata == udata
+                   : e->fn == NULL && e->table == t) {
+      *tab = tb;
+      *at = i;
+      return TALLY_OK;
+    }
+  }
+  return TALLY_ENOTFOUND;
+}
+
+int tally_db_unregister(tally_db *db, const char *table, tally_trigger_fn fn,
+                        void *udata) {
+  if (db == NULL || table == NULL || fn == NULL)
+    return TALLY_EINVAL;
+  if (db->txn.active)
+    return TALLY_EBADTXN;
+  trig_table *tab;
+  size_t i;
+  int rc = trig_locate(db, table, fn, udata, NULL, &tab, &i);
+  if (rc == TALLY_OK)
+    trig_remove_entry(db, tab, i);
+  return rc;
+}
+
+int tally_db_unregister_table(tally_db *db, const char *table,
+                              tally_table *t) {
+  if (db == NULL || table == NULL || t == NULL)
+    return TALLY_EINVAL;
+  if (db->txn.active)
+    return TALLY_EBADTXN;
+  trig_table *tab;
+  size_t i;
+  int rc = trig_locate(db, table, NULL, NULL, t, &tab, &i);
+  if (rc == TALLY_OK)
+    trig_remove_entry(db, tab, i);
+  return rc;
+}
+
+int tally_db_set_table_mode(tally_db *db, const char *table, tally_table *t,
+                            bool idempotent) {
+  if (db == NULL || table == NULL || t == NULL)
+    return TALLY_EINVAL;
+  if (db->txn.active)
+    return TALLY_EBADTXN;
+  trig_table *tab;
+  size_t i;
+  int rc = trig_locate(db, table, NULL, NULL, t, &tab, &i);
+  if (rc != TALLY_OK)
+    return rc;
+  /* every registration of t on this table, so none is left behind */
+  for (; i < tab->n; i++)
+    if (tab->entries[i].fn == NULL && tab->entries[i].table == t)
+      tab->entries[i].idempotent = idempotent;
   return TALLY_OK;
 }
 
@@ -302,20 +423,22 @@ static bool trig_id_ok(tally_bytes id) {
 
 /* Run one table-aggregate trigger. */
 static int trig_run_table(const trig_entry *e, const tally_change *c) {
+  tally_table *t = e->table;
   switch (c->op) {
   case TALLY_OP_INSERT:
-    return e->idempotent
-               ? tally_table_insert_if_absent(e->table, c->id, c->new_row, NULL)
-               : tally_table_insert(e->table, c->id, c->new_row);
+    return e->idempotent ? tally_table_insert_if_absent(t, c->table, c->id,
+                                                        c->new_row, NULL)
+                         : tally_table_insert(t, c->table, c->id, c->new_row);
   case TALLY_OP_UPDATE:
     return e->idempotent
-               ? tally_table_replace_or_insert(e->table, c->id, c->old_row,
+               ? tally_table_replace_or_insert(t, c->table, c->id, c->old_row,
                                                c->new_row, NULL)
-               : tally_table_replace(e->table, c->id, c->old_row, c->new_row);
+               : tally_table_replace(t, c->table, c->id, c->old_row,
+                                     c->new_row);
   case TALLY_OP_DELETE:
-    return e->idempotent
-               ? tally_table_delete_if_exists(e->table, c->id, c->old_row, NULL)
-               : tally_table_delete(e->table, c->id, c->old_row);
+    return e->idempotent ? tally_table_delete_if_exists(t, c->table, c->id,
+                                                        c->old_row, NULL)
+                         : tally_table_delete(t, c->table, c->id, c->old_row);
   }
   return TALLY_EINVAL;
 }
@@ -364,13 +487,48 @@ static void trig_drain(tally_txn *txn) {
     txn->head = txn->tail = 0;
 }
 
+/* A failed direct write to one of the db's aggregates dooms the
+ * transaction like any other failure: take the first such error over. */
+static void trig_sync_doom(tally_txn *txn) {
+  const tally_db *db = txn->db;
+  for (size_t i = 0; txn->err == TALLY_OK && i < db->n_aggs; i++) {
+    int rc = tally__agg_doomed(db->aggs[i].agg);
+    if (rc != TALLY_OK)
+      trig_fail(txn, rc, 0);
+  }
+}
+
 /* Guard shared by every tally_txn_* call. */
-static int trig_usable(const tally_txn *txn) {
+static int trig_usable(tally_txn *txn) {
   if (txn == NULL)
     return TALLY_EINVAL;
-  if (!txn->active || txn->err != TALLY_OK)
+  if (!txn->active)
+    return TALLY_EBADTXN;
+  trig_sync_doom(txn);
+  if (txn->err != TALLY_OK)
     return TALLY_EBADTXN;
   return TALLY_OK;
+}
+
+int tally_txn_status(const tally_txn *txn) {
+  if (txn == NULL)
+    return TALLY_EINVAL;
+  if (!txn->active)
+    return TALLY_EBADTXN;
+  if (txn->err != TALLY_OK)
+    return txn->err;
+  for (size_t i = 0; i < txn->db->n_aggs; i++) {
+    int rc = tally__agg_doomed(txn->db->aggs[i].agg);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  return TALLY_OK;
+}
+
+/* A store's get_row reports a missing row with TALLY_ENOTFOUND (or
+ * TALLY_ENOROW). */
+static bool trig_absent(int rc) {
+  return rc == TALLY_ENOTFOUND || rc == TALLY_ENOROW;
 }
 
 /*
@@ -417,8 +575,8 @@ static int trig_write(tally_txn *txn, tally_op op, const char *table,
       memcpy(idbuf, id.data, id.len);
     id_len = id.len;
     rc = s->get_row(s->udata, table, id, &old_row);
-    if (rc == TALLY_ENOTFOUND)
-      return TALLY_ENOTFOUND; /* nothing written: not doomed */
+    if (trig_absent(rc))
+      return TALLY_ENOROW; /* nothing written: not doomed */
     if (rc != 0)
       return trig_fail(txn, TALLY_EHOOK, rc);
     rc = op == TALLY_OP_UPDATE ? s->update_row(s->udata, table, id, row)
@@ -490,8 +648,8 @@ int tally_txn_get(tally_txn *txn, const char *table, tally_bytes id,
   const tally_store *s = &txn->db->store;
   const void *r = NULL;
   rc = s->get_row(s->udata, table, id, &r);
-  if (rc == TALLY_ENOTFOUND)
-    return TALLY_ENOTFOUND;
+  if (trig_absent(rc))
+    return TALLY_ENOROW;
   if (rc != 0)
     return trig_fail(txn, TALLY_EHOOK, rc);
   *row = r;
@@ -512,13 +670,14 @@ int tally_db_transact(tally_db *db, tally_txn_fn fn, void *udata) {
     return TALLY_EBADTXN; /* re-entry: refuse rather than wait or nest */
   db->hook_err = 0;
   for (size_t i = 0; i < db->n_aggs; i++) {
-    int rc = tally_agg_begin(db->aggs[i]);
+    int rc = tally_agg_begin(db->aggs[i].agg);
     if (rc != TALLY_OK) {
       /* Undo only what this call began; aggs[i] was already open. */
       while (i-- > 0)
-        tally_agg_rollback(db->aggs[i]);
+        tally_agg_rollback(db->aggs[i].agg);
       return rc;
     }
+    tally__agg_doom_on_fail(db->aggs[i].agg);
   }
   txn->active = true;
   txn->draining = false;
@@ -532,8 +691,9 @@ int tally_db_transact(tally_db *db, tally_txn_fn fn, void *udata) {
     trig_fail(txn, TALLY_EHOOK, rc);
   } else {
     rc = fn(txn, udata);
+    trig_sync_doom(txn);
     if (rc != 0)
-      trig_fail(txn, rc, rc);
+      trig_fail(txn, TALLY_EABORT, rc);
   }
   if (txn->err == TALLY_OK) {
     TALLY_ASSERT(txn->head == txn->tail);
@@ -543,7 +703,7 @@ int tally_db_transact(tally_db *db, tally_txn_fn fn, void *udata) {
   }
   if (txn->err == TALLY_OK) {
     for (size_t i = 0; i < db->n_aggs; i++)
-      (void)tally_agg_commit(db->aggs[i]);
+      (void)tally_agg_commit(db->aggs[i].agg);
     txn->active = false;
     return TALLY_OK;
   }
@@ -551,7 +711,7 @@ int tally_db_transact(tally_db *db, tally_txn_fn fn, void *udata) {
   trig_release_all(txn);
   (void)s->rollback(s->udata);
   for (size_t i = 0; i < db->n_aggs; i++)
-    tally_agg_rollback(db->aggs[i]);
+    tally_agg_rollback(db->aggs[i].agg);
   txn->active = false;
   txn->draining = false;
   txn->depth = 0;
@@ -569,18 +729,30 @@ int tally_db_validate(const tally_db *db, char *msg, size_t msglen) {
     bad = "invariant 2: queue bounds";
   for (size_t i = 0; bad == NULL && i < db->n_aggs; i++)
     for (size_t j = i + 1; j < db->n_aggs; j++)
-      if (db->aggs[i] == db->aggs[j])
+      if (db->aggs[i].agg == db->aggs[j].agg)
         bad = "invariant 5: aggregate listed twice";
+  for (size_t i = 0; bad == NULL && i < db->n_aggs; i++) {
+    size_t regs = 0;
+    for (size_t k = 0; k < db->n_tables; k++)
+      for (size_t j = 0; j < db->tables[k].n; j++) {
+        const trig_entry *e = &db->tables[k].entries[j];
+        if (e->fn == NULL && tally_table_agg(e->table) == db->aggs[i].agg)
+          regs++;
+      }
+    if (regs != db->aggs[i].regs ||
+        (regs == 0 && !db->aggs[i].enlisted))
+      bad = "invariant 6: aggregate registration count";
+  }
   for (size_t i = 0; bad == NULL && i < db->n_tables; i++)
     if (db->tables[i].n == 0 || db->tables[i].n > db->tables[i].cap)
-      bad = "registry: table with a bad trigger list";
+      bad = "invariant 7: table with a bad trigger list";
   if (bad != NULL) {
     if (msg != NULL && msglen > 0)
       snprintf(msg, msglen, "tally_db: %s", bad);
     return TALLY_ECORRUPT;
   }
   for (size_t i = 0; i < db->n_aggs; i++) {
-    int rc = tally_agg_validate(db->aggs[i], msg, msglen);
+    int rc = tally_agg_validate(db->aggs[i].agg, msg, msglen);
     if (rc != TALLY_OK)
       return rc;
   }

@@ -421,15 +421,16 @@ static int mt_xfault(void *udata) {
   return 0;
 }
 
-int mt_key_score(const void *row, tally_keybuf *key, void *udata) {
+int mt_key_score(const tally_row *r, tally_keybuf *key, void *udata) {
+  const void *row = r->data;
   int rc = mt_xfault(udata);
   if (rc != 0)
     return rc;
   return tally_key_int(key, ((const mt_row *)row)->score) == TALLY_OK ? 0 : 5;
 }
 
-int mt_key_user_score(const void *row, tally_keybuf *key, void *udata) {
-  const mt_row *r = row;
+int mt_key_user_score(const tally_row *x, tally_keybuf *key, void *udata) {
+  const mt_row *r = x->data;
   int rc = mt_xfault(udata);
   if (rc != 0)
     return rc;
@@ -441,7 +442,8 @@ int mt_key_user_score(const void *row, tally_keybuf *key, void *udata) {
   return 0;
 }
 
-int mt_sum_value(const void *row, double *sum, void *udata) {
+int mt_sum_value(const tally_row *r, double *sum, void *udata) {
+  const void *row = r->data;
   int rc = mt_xfault(udata);
   if (rc != 0)
     return rc;
@@ -449,7 +451,8 @@ int mt_sum_value(const void *row, double *sum, void *udata) {
   return 0;
 }
 
-int mt_ns_user(const void *row, tally_keybuf *ns, bool *has_ns, void *udata) {
+int mt_ns_user(const tally_row *r, tally_keybuf *ns, bool *has_ns, void *udata) {
+  const void *row = r->data;
   int rc = mt_xfault(udata);
   if (rc != 0)
     return rc;

@@ -133,12 +133,12 @@ typedef struct mt_xfail {
 } mt_xfail;
 void mt_xfail_arm(mt_xfail *x, long k, int code);
 /* key: score (int) */
-int mt_key_score(const void *row, tally_keybuf *key, void *udata);
+int mt_key_score(const tally_row *row, tally_keybuf *key, void *udata);
 /* key: (user, score) tuple */
-int mt_key_user_score(const void *row, tally_keybuf *key, void *udata);
+int mt_key_user_score(const tally_row *row, tally_keybuf *key, void *udata);
 /* sum: value */
-int mt_sum_value(const void *row, double *sum, void *udata);
+int mt_sum_value(const tally_row *row, double *sum, void *udata);
 /* namespace: user (string) */
-int mt_ns_user(const void *row, tally_keybuf *ns, bool *has_ns, void *udata);
+int mt_ns_user(const tally_row *row, tally_keybuf *ns, bool *has_ns, void *udata);
 
 #endif

@@ -93,16 +93,18 @@ static int xt_key_build(xctl *c, const mt_row *r, tally_keybuf *key,
   return 0;
 }
 
-static int xt_key_score(const void *row, tally_keybuf *key, void *udata) {
+static int xt_key_score(const tally_row *r, tally_keybuf *key, void *udata) {
+  const void *row = r->data;
   return xt_key_build(udata, row, key, false);
 }
 
-static int xt_key_user_score(const void *row, tally_keybuf *key, void *udata) {
+static int xt_key_user_score(const tally_row *r, tally_keybuf *key, void *udata) {
+  const void *row = r->data;
   return xt_key_build(udata, row, key, true);
 }
 
-static int xt_sum_value(const void *row, double *sum, void *udata) {
-  const mt_row *r = row;
+static int xt_sum_value(const tally_row *x, double *sum, void *udata) {
+  const mt_row *r = x->data;
   int rc = xt_check(udata, XT_SUM, r);
   if (rc != 0)
     return rc;
@@ -115,9 +117,9 @@ static int xt_sum_value(const void *row, double *sum, void *udata) {
   return 0;
 }
 
-static int xt_ns_user(const void *row, tally_keybuf *ns, bool *has_ns,
+static int xt_ns_user(const tally_row *x, tally_keybuf *ns, bool *has_ns,
                       void *udata) {
-  const mt_row *r = row;
+  const mt_row *r = x->data;
   int rc = xt_check(udata, XT_NS, r);
   if (rc != 0)
     return rc;
@@ -222,7 +224,7 @@ static mt_row fx_add(fx *f, const char *user, int64_t score, double value) {
   int64_t id = mt_put(&f->mt, TBL, user, score, value);
   mt_row r = *mt_find(&f->mt, TBL, id);
   for (int i = 0; i < N_T; i++) {
-    assert_int_equal(tally_table_insert(f->t[i], rid(&r, b), &r), TALLY_OK);
+    assert_int_equal(tally_table_insert(f->t[i], NULL, rid(&r, b), &r), TALLY_OK);
     check_valid(f->t[i]);
   }
   return r;
@@ -345,39 +347,39 @@ static void test_new_and_args(void **state) {
   assert_null(tally_table_agg(NULL));
   assert_int_equal(tally_table_hook_error(NULL), 0);
   assert_int_equal(tally_table_validate(NULL, NULL, 0), TALLY_EINVAL);
-  assert_int_equal(tally_table_insert(NULL, id, &r), TALLY_EINVAL);
-  assert_int_equal(tally_table_insert(t, id, NULL), TALLY_EINVAL);
-  assert_int_equal(tally_table_insert(t, badid, &r), TALLY_EINVAL);
-  assert_int_equal(tally_table_insert(t, toolong, &r), TALLY_EBADKEY);
-  assert_int_equal(tally_table_delete(NULL, id, &r), TALLY_EINVAL);
-  assert_int_equal(tally_table_delete(t, id, NULL), TALLY_EINVAL);
-  assert_int_equal(tally_table_replace(NULL, id, &r, &r), TALLY_EINVAL);
-  assert_int_equal(tally_table_replace(t, id, NULL, &r), TALLY_EINVAL);
-  assert_int_equal(tally_table_replace(t, id, &r, NULL), TALLY_EINVAL);
-  assert_int_equal(tally_table_insert_if_absent(NULL, id, &r, &ch),
+  assert_int_equal(tally_table_insert(NULL, NULL, id, &r), TALLY_EINVAL);
+  assert_int_equal(tally_table_insert(t, NULL, id, NULL), TALLY_EINVAL);
+  assert_int_equal(tally_table_insert(t, NULL, badid, &r), TALLY_EINVAL);
+  assert_int_equal(tally_table_insert(t, NULL, toolong, &r), TALLY_EBADKEY);
+  assert_int_equal(tally_table_delete(NULL, NULL, id, &r), TALLY_EINVAL);
+  assert_int_equal(tally_table_delete(t, NULL, id, NULL), TALLY_EINVAL);
+  assert_int_equal(tally_table_replace(NULL, NULL, id, &r, &r), TALLY_EINVAL);
+  assert_int_equal(tally_table_replace(t, NULL, id, NULL, &r), TALLY_EINVAL);
+  assert_int_equal(tally_table_replace(t, NULL, id, &r, NULL), TALLY_EINVAL);
+  assert_int_equal(tally_table_insert_if_absent(NULL, NULL, id, &r, &ch),
                    TALLY_EINVAL);
-  assert_int_equal(tally_table_insert_if_absent(t, id, NULL, &ch),
+  assert_int_equal(tally_table_insert_if_absent(t, NULL, id, NULL, &ch),
                    TALLY_EINVAL);
-  assert_int_equal(tally_table_delete_if_exists(NULL, id, &r, &ch),
+  assert_int_equal(tally_table_delete_if_exists(NULL, NULL, id, &r, &ch),
                    TALLY_EINVAL);
-  assert_int_equal(tally_table_delete_if_exists(t, id, NULL, &ch),
+  assert_int_equal(tally_table_delete_if_exists(t, NULL, id, NULL, &ch),
                    TALLY_EINVAL);
-  assert_int_equal(tally_table_replace_or_insert(NULL, id, &r, &r, &ch),
+  assert_int_equal(tally_table_replace_or_insert(NULL, NULL, id, &r, &r, &ch),
                    TALLY_EINVAL);
-  assert_int_equal(tally_table_replace_or_insert(t, id, NULL, &r, &ch),
+  assert_int_equal(tally_table_replace_or_insert(t, NULL, id, NULL, &r, &ch),
                    TALLY_EINVAL);
-  assert_int_equal(tally_table_replace_or_insert(t, id, &r, NULL, &ch),
+  assert_int_equal(tally_table_replace_or_insert(t, NULL, id, &r, NULL, &ch),
                    TALLY_EINVAL);
   assert_true(ch); /* untouched by failures */
-  assert_int_equal(tally_table_index_of_row(NULL, id, &r, NULL, TALLY_ASC,
+  assert_int_equal(tally_table_index_of_row(NULL, NULL, id, &r, NULL, TALLY_ASC,
                                             &idx),
                    TALLY_EINVAL);
-  assert_int_equal(tally_table_index_of_row(t, id, NULL, NULL, TALLY_ASC,
+  assert_int_equal(tally_table_index_of_row(t, NULL, id, NULL, NULL, TALLY_ASC,
                                             &idx),
                    TALLY_EINVAL);
-  assert_int_equal(tally_table_index_of_row(t, id, &r, NULL, TALLY_ASC, NULL),
+  assert_int_equal(tally_table_index_of_row(t, NULL, id, &r, NULL, TALLY_ASC, NULL),
                    TALLY_EINVAL);
-  assert_int_equal(tally_table_index_of_row(t, badid, &r, NULL, TALLY_ASC,
+  assert_int_equal(tally_table_index_of_row(t, NULL, badid, &r, NULL, TALLY_ASC,
                                             &idx),
                    TALLY_EINVAL);
   assert_int_equal(idx, 7);
@@ -458,7 +460,7 @@ static void test_plain_writes(void **state) {
   /* Plain insert of an existing row: EEXISTS, nothing changed. */
   for (int i = 0; i < N_T; i++) {
     dump d = dump_of(tally_table_agg(f.t[i]));
-    assert_int_equal(tally_table_insert(f.t[i], rid(&a, b), &a), TALLY_EEXISTS);
+    assert_int_equal(tally_table_insert(f.t[i], NULL, rid(&a, b), &a), TALLY_EEXISTS);
     assert_unchanged(tally_table_agg(f.t[i]), &d);
     check_valid(f.t[i]);
     free(d.p);
@@ -471,7 +473,7 @@ static void test_plain_writes(void **state) {
   a2.score = 30;
   a2.value = 4.0;
   for (int i = 0; i < N_T; i++) {
-    assert_int_equal(tally_table_replace(f.t[i], rid(&a, b), &a, &a2),
+    assert_int_equal(tally_table_replace(f.t[i], NULL, rid(&a, b), &a, &a2),
                      TALLY_OK);
     check_valid(f.t[i]);
   }
@@ -492,7 +494,7 @@ static void test_plain_writes(void **state) {
   /* Replace that changes nothing (decision 14): same result. */
   for (int i = 0; i < N_T; i++) {
     dump d = dump_of(tally_table_agg(f.t[i]));
-    assert_int_equal(tally_table_replace(f.t[i], rid(&a, b), &a2, &a2),
+    assert_int_equal(tally_table_replace(f.t[i], NULL, rid(&a, b), &a2, &a2),
                      TALLY_OK);
     assert_unchanged(tally_table_agg(f.t[i]), &d);
     check_valid(f.t[i]);
@@ -501,7 +503,7 @@ static void test_plain_writes(void **state) {
   /* Only the sum changes. */
   mt_row a3 = a2;
   a3.value = 5.0;
-  assert_int_equal(tally_table_replace(f.t[T_USER], rid(&a, b), &a2, &a3),
+  assert_int_equal(tally_table_replace(f.t[T_USER], NULL, rid(&a, b), &a2, &a3),
                    TALLY_OK);
   check_valid(f.t[T_USER]);
   assert_count_sum(f.t[T_USER], &bob, 2, 7.5);
@@ -509,7 +511,7 @@ static void test_plain_writes(void **state) {
   /* Replace whose old row has no item: ENOTFOUND, nothing changed. */
   for (int i = 0; i < N_T; i++) {
     dump d = dump_of(tally_table_agg(f.t[i]));
-    assert_int_equal(tally_table_replace(f.t[i], rid(&a, b), &a, &a2),
+    assert_int_equal(tally_table_replace(f.t[i], NULL, rid(&a, b), &a, &a2),
                      TALLY_ENOTFOUND);
     assert_unchanged(tally_table_agg(f.t[i]), &d);
     free(d.p);
@@ -524,7 +526,7 @@ static void test_plain_writes(void **state) {
     mt_row c2 = c;
     c2.score = 99;
     dump d = dump_of(tally_table_agg(f.t[T_SCORE]));
-    assert_int_equal(tally_table_replace(f.t[T_SCORE], rid(&c, b), &c, &c2),
+    assert_int_equal(tally_table_replace(f.t[T_SCORE], NULL, rid(&c, b), &c, &c2),
                      TALLY_EEXISTS);
     assert_unchanged(tally_table_agg(f.t[T_SCORE]), &d);
     check_valid(f.t[T_SCORE]);
@@ -537,10 +539,10 @@ static void test_plain_writes(void **state) {
   /* Delete, then delete again: ENOTFOUND. */
   for (int i = 0; i < N_T; i++) {
     const mt_row *cur = i == T_USER ? &a3 : &a2;
-    assert_int_equal(tally_table_delete(f.t[i], rid(&a, b), cur), TALLY_OK);
+    assert_int_equal(tally_table_delete(f.t[i], NULL, rid(&a, b), cur), TALLY_OK);
     check_valid(f.t[i]);
     dump d = dump_of(tally_table_agg(f.t[i]));
-    assert_int_equal(tally_table_delete(f.t[i], rid(&a, b), cur),
+    assert_int_equal(tally_table_delete(f.t[i], NULL, rid(&a, b), cur),
                      TALLY_ENOTFOUND);
     assert_unchanged(tally_table_agg(f.t[i]), &d);
     free(d.p);
@@ -553,7 +555,7 @@ static void test_plain_writes(void **state) {
   f.x.fail_score = 77;
   mt_row z = mt_row_make("zed", 77, 3.0);
   z.id = 500;
-  assert_int_equal(tally_table_insert(f.t[T_USER], rid(&z, b), &z), TALLY_OK);
+  assert_int_equal(tally_table_insert(f.t[T_USER], NULL, rid(&z, b), &z), TALLY_OK);
   check_valid(f.t[T_USER]);
   assert_count_sum(f.t[T_USER], NULL, 1, 3.0);
   f.x.bad = BAD_NONE;
@@ -580,55 +582,55 @@ static void test_idempotent_writes(void **state) {
     tally_table *t = f.t[i];
     dump d = dump_of(tally_table_agg(t));
     /* plain: out-of-sync data is an error, nothing changes */
-    assert_int_equal(tally_table_delete(t, rid(&r, b), &r), TALLY_ENOTFOUND);
-    assert_int_equal(tally_table_replace(t, rid(&r, b), &r, &r2),
+    assert_int_equal(tally_table_delete(t, NULL, rid(&r, b), &r), TALLY_ENOTFOUND);
+    assert_int_equal(tally_table_replace(t, NULL, rid(&r, b), &r, &r2),
                      TALLY_ENOTFOUND);
     assert_unchanged(tally_table_agg(t), &d);
     free(d.p);
     /* idempotent: fine */
     ch = true;
-    assert_int_equal(tally_table_delete_if_exists(t, rid(&r, b), &r, &ch),
+    assert_int_equal(tally_table_delete_if_exists(t, NULL, rid(&r, b), &r, &ch),
                      TALLY_OK);
     assert_false(ch);
     assert_int_equal(tally_agg_namespace_count(tally_table_agg(t)), 0);
     check_valid(t);
-    assert_int_equal(tally_table_replace_or_insert(t, rid(&r, b), &r, &r2, &ch),
+    assert_int_equal(tally_table_replace_or_insert(t, NULL, rid(&r, b), &r, &r2, &ch),
                      TALLY_OK);
     assert_true(ch);
     check_valid(t);
     /* again: the new item exists with that sum already */
-    assert_int_equal(tally_table_replace_or_insert(t, rid(&r, b), &r, &r2, &ch),
+    assert_int_equal(tally_table_replace_or_insert(t, NULL, rid(&r, b), &r, &r2, &ch),
                      TALLY_OK);
     assert_false(ch);
     check_valid(t);
     /* insert_if_absent of the present row is an upsert */
-    assert_int_equal(tally_table_insert_if_absent(t, rid(&r, b), &r2, &ch),
+    assert_int_equal(tally_table_insert_if_absent(t, NULL, rid(&r, b), &r2, &ch),
                      TALLY_OK);
     assert_false(ch);
-    assert_int_equal(tally_table_insert(t, rid(&r, b), &r2), TALLY_EEXISTS);
+    assert_int_equal(tally_table_insert(t, NULL, rid(&r, b), &r2), TALLY_EEXISTS);
     mt_row r3 = r2;
     r3.value = 9.0;
-    assert_int_equal(tally_table_insert_if_absent(t, rid(&r, b), &r3, NULL),
+    assert_int_equal(tally_table_insert_if_absent(t, NULL, rid(&r, b), &r3, NULL),
                      TALLY_OK);
     check_valid(t);
     assert_count_sum(t, i == T_USER ? &ann : NULL, 1, i == T_SCORE ? 0.0 : 9.0);
     if (i == T_SCORE) {
       /* count-only aggregate: the same sum, nothing changed */
-      assert_int_equal(tally_table_insert_if_absent(t, rid(&r, b), &r3, &ch),
+      assert_int_equal(tally_table_insert_if_absent(t, NULL, rid(&r, b), &r3, &ch),
                        TALLY_OK);
       assert_false(ch);
     }
     /* replace_or_insert from the now-present old row moves it */
-    assert_int_equal(tally_table_replace_or_insert(t, rid(&r, b), &r3, &r, &ch),
+    assert_int_equal(tally_table_replace_or_insert(t, NULL, rid(&r, b), &r3, &r, &ch),
                      TALLY_OK);
     assert_true(ch);
     check_valid(t);
     assert_count_sum(t, i == T_USER ? &ann : NULL, 1, i == T_SCORE ? 0.0 : 1.0);
-    assert_int_equal(tally_table_delete_if_exists(t, rid(&r, b), &r, &ch),
+    assert_int_equal(tally_table_delete_if_exists(t, NULL, rid(&r, b), &r, &ch),
                      TALLY_OK);
     assert_true(ch);
     check_valid(t);
-    assert_int_equal(tally_table_delete_if_exists(t, rid(&r, b), &r, NULL),
+    assert_int_equal(tally_table_delete_if_exists(t, NULL, rid(&r, b), &r, NULL),
                      TALLY_OK);
     assert_count_sum(t, i == T_USER ? &ann : NULL, 0, 0.0);
     assert_int_equal(tally_agg_namespace_count(tally_table_agg(t)), 0);
@@ -653,21 +655,21 @@ static int run_op(fx *f, int i, int op, const mt_row *present,
   int rc;
   switch (op) {
   case OP_INSERT:
-    return tally_table_insert(f->t[i], rid(fresh, b), fresh);
+    return tally_table_insert(f->t[i], NULL, rid(fresh, b), fresh);
   case OP_DELETE:
-    return tally_table_delete(f->t[i], id, present);
+    return tally_table_delete(f->t[i], NULL, id, present);
   case OP_REPLACE_OLD:
   case OP_REPLACE_NEW:
-    return tally_table_replace(f->t[i], id, present, fresh);
+    return tally_table_replace(f->t[i], NULL, id, present, fresh);
   case OP_IF_ABSENT:
-    return tally_table_insert_if_absent(f->t[i], rid(fresh, b), fresh, ch);
+    return tally_table_insert_if_absent(f->t[i], NULL, rid(fresh, b), fresh, ch);
   case OP_IF_EXISTS:
-    return tally_table_delete_if_exists(f->t[i], id, present, ch);
+    return tally_table_delete_if_exists(f->t[i], NULL, id, present, ch);
   case OP_ROI_OLD:
   case OP_ROI_NEW:
-    return tally_table_replace_or_insert(f->t[i], id, present, fresh, ch);
+    return tally_table_replace_or_insert(f->t[i], NULL, id, present, fresh, ch);
   case OP_INDEX:
-    rc = tally_table_index_of_row(f->t[i], id, present, NULL, TALLY_ASC, &idx);
+    rc = tally_table_index_of_row(f->t[i], NULL, id, present, NULL, TALLY_ASC, &idx);
     if (rc != TALLY_OK)
       assert_int_equal(idx, 12345);
     return rc;
@@ -729,13 +731,13 @@ static void test_extractor_failures(void **state) {
       f.x.code = 5;
       unsigned char b[8];
       bool ch = false;
-      assert_int_equal(tally_table_delete_if_exists(f.t[i], rid(&present, b),
+      assert_int_equal(tally_table_delete_if_exists(f.t[i], NULL, rid(&present, b),
                                                     &present, &ch),
                        TALLY_OK);
       assert_true(ch);
       check_valid(f.t[i]);
       f.x.fail = XT_NONE;
-      assert_int_equal(tally_table_insert(f.t[i], rid(&present, b), &present),
+      assert_int_equal(tally_table_insert(f.t[i], NULL, rid(&present, b), &present),
                        TALLY_OK);
       check_valid(f.t[i]);
     }
@@ -746,12 +748,12 @@ static void test_extractor_failures(void **state) {
   static const struct {
     int bad, table, rc;
   } bads[] = {
-      {BAD_KEY_EMPTY, T_SCORE, TALLY_EINVAL},
-      {BAD_KEY_OPEN, T_USER_SCORE, TALLY_EINVAL},
+      {BAD_KEY_EMPTY, T_SCORE, TALLY_EBADKEY},
+      {BAD_KEY_OPEN, T_USER_SCORE, TALLY_EBADKEY},
       {BAD_KEY_LONG, T_SCORE, TALLY_EBADKEY},
       {BAD_SUM_NAN, T_USER, TALLY_EINVAL},
       {BAD_SUM_INF, T_USER_SCORE, TALLY_EINVAL},
-      {BAD_NS_EMPTY, T_USER, TALLY_EINVAL},
+      {BAD_NS_EMPTY, T_USER, TALLY_EBADKEY},
   };
   for (size_t k = 0; k < sizeof bads / sizeof bads[0]; k++) {
     int i = bads[k].table;
@@ -800,8 +802,7 @@ static void test_three_aggregates(void **state) {
     below_50 += score < 50;
   }
   /* leaderboard: rank of a score */
-  tally_bound up = {tu_key_int(&kb, 50), {NULL, 0}, false, false};
-  tally_bounds bd = {NULL, &up, NULL, NULL};
+  tally_bounds bd = tally_bounds_lt(tu_key_int(&kb, 50));
   uint64_t n;
   assert_int_equal(
       tally_agg_count(tally_table_agg(f.t[T_SCORE]), NULL, &bd, &n), TALLY_OK);
@@ -814,7 +815,7 @@ static void test_three_aggregates(void **state) {
     tally_key_tuple_begin(&lb);
     tally_key_cstr(&lb, users[u]);
     assert_int_equal(tally_key_prefix(&lb, &pre), TALLY_OK);
-    tally_bounds pb = {NULL, NULL, NULL, &pre};
+    tally_bounds pb = tally_bounds_prefix(pre);
     assert_int_equal(tally_agg_count_sum(tally_table_agg(f.t[T_USER_SCORE]),
                                          NULL, &pb, &n, &s),
                      TALLY_OK);
@@ -836,10 +837,10 @@ static void test_three_aggregates(void **state) {
     const mt_row *r = &tb->rows[k];
     uint64_t asc, desc, c;
     tally_item it;
-    assert_int_equal(tally_table_index_of_row(f.t[T_USER], rid(r, b), r, NULL,
+    assert_int_equal(tally_table_index_of_row(f.t[T_USER], NULL, rid(r, b), r, NULL,
                                               TALLY_ASC, &asc),
                      TALLY_OK);
-    assert_int_equal(tally_table_index_of_row(f.t[T_USER], rid(r, b), r, NULL,
+    assert_int_equal(tally_table_index_of_row(f.t[T_USER], NULL, rid(r, b), r, NULL,
                                               TALLY_DESC, &desc),
                      TALLY_OK);
     tally_bytes ns = tu_key_str(&ub, r->user);
@@ -868,24 +869,23 @@ static void test_index_of_row_ties(void **state) {
     rows[k] = fx_add(&f, "ann", 7, 1.0); /* all tied; ids increase */
   fx_add(&f, "ann", 9, 0.0);
 
-  tally_bound lo = {tu_key_int(&kb, 7), {NULL, 0}, false, true};
-  tally_bounds bd = {&lo, NULL, NULL, NULL};
+  tally_bounds bd = tally_bounds_ge(tu_key_int(&kb, 7));
   for (int k = 0; k < 12; k++) {
     uint64_t asc, desc, basc;
     for (int i = 0; i < N_T; i++) {
-      assert_int_equal(tally_table_index_of_row(f.t[i], rid(&rows[k], b),
+      assert_int_equal(tally_table_index_of_row(f.t[i], NULL, rid(&rows[k], b),
                                                 &rows[k], NULL, TALLY_ASC,
                                                 &asc),
                        TALLY_OK);
       assert_int_equal(asc, (uint64_t)k + 1); /* after score 1 */
-      assert_int_equal(tally_table_index_of_row(f.t[i], rid(&rows[k], b),
+      assert_int_equal(tally_table_index_of_row(f.t[i], NULL, rid(&rows[k], b),
                                                 &rows[k], NULL, TALLY_DESC,
                                                 &desc),
                        TALLY_OK);
       assert_int_equal(desc, (uint64_t)(12 - 1 - k) + 1); /* before 9 */
     }
     /* with bounds: only admitted items count (decision 6) */
-    assert_int_equal(tally_table_index_of_row(f.t[T_SCORE], rid(&rows[k], b),
+    assert_int_equal(tally_table_index_of_row(f.t[T_SCORE], NULL, rid(&rows[k], b),
                                               &rows[k], &bd, TALLY_ASC, &basc),
                      TALLY_OK);
     assert_int_equal(basc, (uint64_t)k);
@@ -894,7 +894,7 @@ static void test_index_of_row_ties(void **state) {
   mt_row ghost = mt_row_make("ann", 7, 0.0);
   ghost.id = 0; /* sorts before every tied id */
   uint64_t g;
-  assert_int_equal(tally_table_index_of_row(f.t[T_SCORE], rid(&ghost, b),
+  assert_int_equal(tally_table_index_of_row(f.t[T_SCORE], NULL, rid(&ghost, b),
                                             &ghost, NULL, TALLY_ASC, &g),
                    TALLY_OK);
   assert_int_equal(g, 1);
@@ -975,10 +975,10 @@ static void test_backfill(void **state) {
     /* later writes go through the plain functions fine */
     unsigned char b[8];
     mt_row r = *mt_find(&f.mt, TBL, 5);
-    assert_int_equal(tally_table_insert(t, rid(&r, b), &r), TALLY_EEXISTS);
-    assert_int_equal(tally_table_delete(t, rid(&r, b), &r), TALLY_OK);
+    assert_int_equal(tally_table_insert(t, NULL, rid(&r, b), &r), TALLY_EEXISTS);
+    assert_int_equal(tally_table_delete(t, NULL, rid(&r, b), &r), TALLY_OK);
     check_valid(t);
-    assert_int_equal(tally_table_insert(t, rid(&r, b), &r), TALLY_OK);
+    assert_int_equal(tally_table_insert(t, NULL, rid(&r, b), &r), TALLY_OK);
     check_valid(t);
     assert_unchanged(agg, &once);
     free(empty.p);
@@ -1000,7 +1000,7 @@ static void test_backfill_oom(void **state) {
   for (int k = 1; k <= 20; k++) {
     unsigned char b[8];
     const mt_row *r = mt_find(&f.mt, TBL, k);
-    assert_int_equal(tally_table_insert(t, rid(r, b), r), TALLY_OK);
+    assert_int_equal(tally_table_insert(t, NULL, rid(r, b), r), TALLY_OK);
   }
   dump before = dump_of(agg);
   long k;
@@ -1238,7 +1238,7 @@ static void desync(fx *f, tally_table *t, tu_rng *rng) {
   const mt_table *tb = mt_table_get(&f->mt, TBL);
   for (int k = 0; k < 6 && tb->n > 0; k++) {
     const mt_row *r = &tb->rows[tu_rng_below(rng, tb->n)];
-    assert_int_equal(tally_table_delete_if_exists(t, rid(r, b), r, NULL),
+    assert_int_equal(tally_table_delete_if_exists(t, NULL, rid(r, b), r, NULL),
                      TALLY_OK);
     check_valid(t);
   }
@@ -1246,7 +1246,7 @@ static void desync(fx *f, tally_table *t, tu_rng *rng) {
     const mt_row *r = &tb->rows[tu_rng_below(rng, tb->n)];
     mt_row w = *r;
     w.value += 1.0 + (double)k;
-    assert_int_equal(tally_table_insert_if_absent(t, rid(r, b), &w, NULL),
+    assert_int_equal(tally_table_insert_if_absent(t, NULL, rid(r, b), &w, NULL),
                      TALLY_OK);
     check_valid(t);
   }
@@ -1354,20 +1354,20 @@ static void naive_counts(fx *f, int i, tally_verify_report *rep) {
     tally_keybuf kb, nb;
     bool has = true;
     tally_bytes key, ns;
+    tally_row xr = {NULL, rid(r, b), r};
     tally_key_init(&kb);
     if (i == T_USER_SCORE)
-      xt_key_user_score(r, &kb, &f->x);
+      xt_key_user_score(&xr, &kb, &f->x);
     else
-      xt_key_score(r, &kb, &f->x);
+      xt_key_score(&xr, &kb, &f->x);
     assert_int_equal(tally_key_finish(&kb, &key), TALLY_OK);
     if (i == T_USER) {
       tally_key_init(&nb);
-      xt_ns_user(r, &nb, &has, &f->x);
+      xt_ns_user(&xr, &nb, &has, &f->x);
       assert_int_equal(tally_key_finish(&nb, &ns), TALLY_OK);
     }
-    tally_bound lo = {key, rid(r, b), true, true};
-    tally_bound hi = {key, rid(r, b), true, true};
-    tally_bounds bd = {&lo, &hi, NULL, NULL};
+    tally_bounds bd = tally_bounds_between(tally_incl_id(key, rid(r, b)),
+                                           tally_incl_id(key, rid(r, b)));
     tally_item it;
     int rc = tally_agg_min(agg, i == T_USER ? &ns : NULL, &bd, &it);
     if (rc == TALLY_ENOTFOUND) {
@@ -1411,11 +1411,11 @@ static void test_randomized(void **state) {
       snprintf(nw.user, sizeof nw.user, "%s", users[tu_rng_below(&rng, 3)]);
       mt_put_id(&f.mt, TBL, &nw);
       for (int j = 0; j < N_T; j++) {
-        int rc = tally_table_replace(f.t[j], rid(&old, b), &old, &nw);
+        int rc = tally_table_replace(f.t[j], NULL, rid(&old, b), &old, &nw);
         if (rc != TALLY_OK) {
           /* out of sync on this aggregate: the idempotent form copes */
           assert_true(rc == TALLY_ENOTFOUND || rc == TALLY_EEXISTS);
-          assert_int_equal(tally_table_replace_or_insert(f.t[j], rid(&old, b),
+          assert_int_equal(tally_table_replace_or_insert(f.t[j], NULL, rid(&old, b),
                                                          &old, &nw, NULL),
                            TALLY_OK);
         }
@@ -1426,11 +1426,11 @@ static void test_randomized(void **state) {
       mt_row old = tb->rows[tu_rng_below(&rng, tb->n)];
       assert_true(mt_remove(&f.mt, TBL, old.id));
       for (int j = 0; j < N_T; j++) {
-        int rc = tally_table_delete(f.t[j], rid(&old, b), &old);
+        int rc = tally_table_delete(f.t[j], NULL, rid(&old, b), &old);
         if (rc != TALLY_OK) {
           bool ch = true;
           assert_int_equal(rc, TALLY_ENOTFOUND);
-          assert_int_equal(tally_table_delete_if_exists(f.t[j], rid(&old, b),
+          assert_int_equal(tally_table_delete_if_exists(f.t[j], NULL, rid(&old, b),
                                                         &old, &ch),
                            TALLY_OK);
           assert_false(ch);
@@ -1496,12 +1496,14 @@ static void test_randomized(void **state) {
 /* Timing (opt-in): backfill vs inserting one by one                         */
 /* ------------------------------------------------------------------------ */
 
-static int bench_key(const void *row, tally_keybuf *key, void *udata) {
+static int bench_key(const tally_row *r, tally_keybuf *key, void *udata) {
+  const void *row = r->data;
   (void)udata;
   return tally_key_int(key, ((const mt_row *)row)->score) == TALLY_OK ? 0 : 1;
 }
 
-static int bench_sum(const void *row, double *sum, void *udata) {
+static int bench_sum(const tally_row *r, double *sum, void *udata) {
+  const void *row = r->data;
   (void)udata;
   *sum = ((const mt_row *)row)->value;
   return 0;
@@ -1548,7 +1550,7 @@ static void test_bench(void **state) {
       for (size_t k = 0; k < tb->n; k++) {
         unsigned char b[8];
         assert_int_equal(
-            tally_table_insert(a, rid(&tb->rows[k], b), &tb->rows[k]),
+            tally_table_insert(a, NULL, rid(&tb->rows[k], b), &tb->rows[k]),
             TALLY_OK);
       }
       ins_c = clock() - t0;

@@ -453,12 +453,17 @@ static void test_doomed_txn(void **state) {
   assert_int_equal(fx.mt.calls[MT_ROLLBACK], 2);
   fx_check(&fx);
 
-  /* fn's own nonzero value is returned as is */
+  /* fn's own nonzero value: TALLY_EABORT, the value kept beside it */
   t1.fail_at = 0;
   memset(&d, 0, sizeof d);
   d.ret = 1234;
-  assert_int_equal(tally_db_transact(fx.db, fn_doom, &d), 1234);
+  assert_int_equal(tally_db_transact(fx.db, fn_doom, &d), TALLY_EABORT);
   assert_int_equal(tally_db_hook_error(fx.db), 1234);
+  fx_check(&fx);
+  /* even when it looks like one of tally's codes */
+  d.ret = TALLY_ENOTFOUND;
+  assert_int_equal(tally_db_transact(fx.db, fn_doom, &d), TALLY_EABORT);
+  assert_int_equal(tally_db_hook_error(fx.db), TALLY_ENOTFOUND);
   assert_int_equal(d.second_rc, TALLY_OK);
   assert_int_equal(mt_count(&fx.mt, "scores"), 0);
   assert_int_equal(mt_count(&fx.mt, "plain"), 0);
@@ -473,7 +478,7 @@ static void test_doomed_txn(void **state) {
   fx_free(&fx);
 }
 
-/* Decision: ENOTFOUND from update/delete does not doom the transaction. */
+/* A missing row is TALLY_ENOROW and does not doom the transaction. */
 static int fn_missing(tally_txn *txn, void *udata) {
   int *rcs = udata;
   unsigned char b[8];
@@ -482,6 +487,7 @@ static int fn_missing(tally_txn *txn, void *udata) {
   rcs[0] = tally_txn_update(txn, "scores", idv(99, b), &row);
   rcs[1] = tally_txn_delete(txn, "scores", idv(99, b));
   rcs[2] = tally_txn_get(txn, "scores", idv(99, b), &got);
+  rcs[4] = tally_txn_status(txn);
   rcs[3] = tally_txn_insert(txn, "scores", &row, NULL, NULL);
   return 0;
 }
@@ -493,11 +499,12 @@ static void test_missing_row_not_doomed(void **state) {
   trig_ctx t1 = {&fx, 1, 0, 0, 0, 0, 0, 0};
   assert_int_equal(tally_db_register(fx.db, "scores", rec_trigger, &t1),
                    TALLY_OK);
-  int rcs[4] = {1, 1, 1, 1};
+  int rcs[5] = {1, 1, 1, 1, 1};
   assert_int_equal(tally_db_transact(fx.db, fn_missing, rcs), TALLY_OK);
-  assert_int_equal(rcs[0], TALLY_ENOTFOUND);
-  assert_int_equal(rcs[1], TALLY_ENOTFOUND);
-  assert_int_equal(rcs[2], TALLY_ENOTFOUND);
+  assert_int_equal(rcs[0], TALLY_ENOROW);
+  assert_int_equal(rcs[1], TALLY_ENOROW);
+  assert_int_equal(rcs[2], TALLY_ENOROW);
+  assert_int_equal(rcs[4], TALLY_OK); /* still usable */
   assert_int_equal(rcs[3], TALLY_OK);
   assert_int_equal(fx.mt.calls[MT_UPDATE], 0); /* nothing written */
   assert_int_equal(fx.mt.calls[MT_DELETE], 0);
@@ -525,7 +532,7 @@ static int fn_read_own(tally_txn *txn, void *udata) {
   assert_int_equal(((const mt_row *)got)->score, 6);
   tally_txn_release(txn, "plain", got);
   assert_int_equal(tally_txn_delete(txn, "plain", v), TALLY_OK);
-  assert_int_equal(tally_txn_get(txn, "plain", v, &got), TALLY_ENOTFOUND);
+  assert_int_equal(tally_txn_get(txn, "plain", v, &got), TALLY_ENOROW);
   assert_int_equal(tally_txn_insert(txn, "plain", &row, NULL, NULL), TALLY_OK);
   return 1; /* roll back */
 }
@@ -535,7 +542,8 @@ static void test_read_own_writes(void **state) {
   fixture fx;
   fx_init(&fx, 0);
   int64_t id = 0;
-  assert_int_equal(tally_db_transact(fx.db, fn_read_own, &id), 1);
+  assert_int_equal(tally_db_transact(fx.db, fn_read_own, &id), TALLY_EABORT);
+  assert_int_equal(tally_db_hook_error(fx.db), 1);
   assert_true(id > 0);
   assert_int_equal(mt_count(&fx.mt, "plain"), 0);
   fx_check(&fx);
@@ -786,10 +794,12 @@ static void dump_expected(const memtable *mt, const char *table,
     memset(&it, 0, sizeof it);
     tally_keybuf kb;
     tally_bytes v;
+    unsigned char rb[8];
+    tally_row xr = {table, tally_id_int(r->id, rb), r};
     if (def->ns != NULL) {
       bool has = true;
       tally_key_init(&kb);
-      assert_int_equal(def->ns(r, &kb, &has, NULL), 0);
+      assert_int_equal(def->ns(&xr, &kb, &has, NULL), 0);
       if (has) {
         assert_int_equal(tally_key_finish(&kb, &v), TALLY_OK);
         it.has_ns = true;
@@ -798,7 +808,7 @@ static void dump_expected(const memtable *mt, const char *table,
       }
     }
     tally_key_init(&kb);
-    assert_int_equal(def->key(r, &kb, NULL), 0);
+    assert_int_equal(def->key(&xr, &kb, NULL), 0);
     assert_int_equal(tally_key_finish(&kb, &v), TALLY_OK);
     it.key_len = v.len;
     memcpy(it.key, v.data, v.len);
@@ -808,7 +818,7 @@ static void dump_expected(const memtable *mt, const char *table,
     memcpy(it.id, v.data, v.len);
     it.sum = 0.0;
     if (def->sum != NULL)
-      assert_int_equal(def->sum(r, &it.sum, NULL), 0);
+      assert_int_equal(def->sum(&xr, &it.sum, NULL), 0);
     dump_push(d, &it);
   }
   if (d->n > 1)
@@ -1081,7 +1091,8 @@ static void test_pattern_manual_enlist(void **state) {
   assert_int_equal(tally_db_enlist(fx.db, agg), TALLY_OK);
   assert_int_equal(tally_db_enlist(fx.db, agg), TALLY_OK); /* no-op */
   manual_ctx m = {agg, 2};
-  assert_int_equal(tally_db_transact(fx.db, fn_manual, &m), 77);
+  assert_int_equal(tally_db_transact(fx.db, fn_manual, &m), TALLY_EABORT);
+  assert_int_equal(tally_db_hook_error(fx.db), 77);
   fx_check(&fx);
   uint64_t n = 99;
   assert_int_equal(tally_agg_count(agg, NULL, NULL, &n), TALLY_OK);
@@ -1182,7 +1193,9 @@ static void test_pattern_encapsulated(void **state) {
   memset(&c, 0, sizeof c);
   c.lb = &lb;
   c.remove_bogus = true;
-  assert_int_equal(tally_db_transact(fx.db, fn_lb, &c), TALLY_ENOTFOUND);
+  /* the bogus row is missing: ENOROW dooms nothing, fn returns it */
+  assert_int_equal(tally_db_transact(fx.db, fn_lb, &c), TALLY_EABORT);
+  assert_int_equal(tally_db_hook_error(fx.db), TALLY_ENOROW);
   fx_check(&fx);
   uint64_t n = 99;
   assert_int_equal(tally_agg_count(lb.by_score, NULL, NULL, &n), TALLY_OK);
