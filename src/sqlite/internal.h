@@ -24,11 +24,11 @@
 
 #include "tally_sqlite.h"
 
-/* Calls of the table aggregate, in one place, so a change of the core's
- * signatures (the table name argument) touches only these lines. */
-#define TSQ_T_INSERT(t, tbl, id, row) tally_table_insert((t), (id), (row))
-#define TSQ_T_DELETE(t, tbl, id, row) tally_table_delete((t), (id), (row))
-#define TSQ_T_REPLACE(t, tbl, id, o, n) tally_table_replace((t), (id), (o), (n))
+/* Calls of the table aggregate, in one place. */
+#define TSQ_T_INSERT(t, tbl, id, row) tally_table_insert((t), (tbl), (id), (row))
+#define TSQ_T_DELETE(t, tbl, id, row) tally_table_delete((t), (tbl), (id), (row))
+#define TSQ_T_REPLACE(t, tbl, id, o, n)                                        \
+  tally_table_replace((t), (tbl), (id), (o), (n))
 
 /* ---- memory ------------------------------------------------------------ */
 
