@@ -155,6 +155,12 @@ struct tally_sqlite {
   sqlite3_stmt *st_head;    /* max(seq) FROM tally_log */
   sqlite3_stmt *st_schema;  /* PRAGMA schema_version */
   sqlite3_stmt *st_pruned;  /* prune mark */
+  sqlite3_stmt *st_ctl[4];  /* BEGIN, BEGIN IMMEDIATE, COMMIT, ROLLBACK */
+  /* "anything new?": the connection's data version and change count when
+   * the aggregates were last known to match the snapshot */
+  bool dv_known;
+  unsigned dv;
+  int tc;
   /* catch-up scratch */
   tsq_touch *touch;
   size_t ntouch, touch_cap;
