@@ -208,6 +208,13 @@ static int describe(tally_sqlite *ts, const char *table, desc *d) {
   st = NULL;
   if (rc == TALLY_OK && d->ncols == 0)
     rc = tsq_fail(ts, TALLY_EINVAL, "%s has no columns", d->name);
+  /* the triggers name the rowid; a column of that name would hide it */
+  for (int i = 0; rc == TALLY_OK && i < d->ncols; i++)
+    if (sqlite3_stricmp(d->cols[i], "rowid") == 0 ||
+        sqlite3_stricmp(d->cols[i], "oid") == 0 ||
+        sqlite3_stricmp(d->cols[i], "_rowid_") == 0)
+      rc = tsq_fail(ts, TALLY_EINVAL, "%s has a column named %s", d->name,
+                    d->cols[i]);
   if (rc != TALLY_OK)
     goto fail;
   /* unique indexes, each as its list of columns */

@@ -105,7 +105,8 @@ static void test_attach_errors(void **state) {
   sqlite3 *db = tt_open_db(path);
   tt_exec(db, "CREATE TABLE wr(a PRIMARY KEY, b) WITHOUT ROWID;"
               "CREATE VIEW v AS SELECT * FROM scores;"
-              "CREATE TABLE ex(a, b); CREATE UNIQUE INDEX ex_u ON ex(a + b)");
+              "CREATE TABLE ex(a, b); CREATE UNIQUE INDEX ex_u ON ex(a + b);"
+              "CREATE TABLE ro(a, OID)");
   tally_sqlite *ts = NULL;
   assert_int_equal(tally_sqlite_open(db, NULL, &ts), TALLY_OK);
   tally_table *t = tt_new_by_score();
@@ -118,6 +119,7 @@ static void test_attach_errors(void **state) {
   assert_int_equal(tally_sqlite_attach(ts, "n", "wr", t), TALLY_EINVAL);
   assert_int_equal(tally_sqlite_attach(ts, "n", "v", t), TALLY_EINVAL);
   assert_int_equal(tally_sqlite_attach(ts, "n", "ex", t), TALLY_EINVAL);
+  assert_int_equal(tally_sqlite_attach(ts, "n", "ro", t), TALLY_EINVAL);
   assert_int_equal(tally_sqlite_attach(ts, "n", "tally_log", t), TALLY_EINVAL);
   tt_exec(db, "BEGIN");
   assert_int_equal(tally_sqlite_attach(ts, "n", "scores", t), TALLY_EINVAL);
