@@ -49,7 +49,12 @@
  * Limits: captured tables are ordinary rowid tables of the main schema,
  * without a column named rowid, oid or _rowid_, and without unique
  * indexes on expressions; TEXT values holding a NUL byte are seen cut at
- * the NUL in previous images. The log grows until a checkpoint (use
+ * the NUL in previous images. VACUUM renumbers the rowids of tables
+ * without an INTEGER PRIMARY KEY: for such tables any schema change makes
+ * running handles refill their aggregates from the table at the next
+ * catch-up, and a checkpoint saved under another schema version is not
+ * trusted (the aggregate is backfilled): give captured tables an INTEGER
+ * PRIMARY KEY to avoid those scans. The log grows until a checkpoint (use
  * checkpoint_every, or call tally_sqlite_checkpoint) and is pruned only up
  * to the oldest checkpoint in the database: tally_sqlite_drop the
  * aggregates no process uses any more.

@@ -132,6 +132,9 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
                               TALLY_SQLITE_FORMAT, s.items, parts);
   h = tsq_hash(h, b.p, b.len);
   sqlite3_stmt *del = NULL, *ins = NULL;
+  int cookie = 0;
+  if (rc == TALLY_OK)
+    rc = tsq_cookie(ts, &cookie);
   if (rc == TALLY_OK)
     rc = tsq_prepare(ts, "DELETE FROM tally_checkpoint WHERE name = ?1", &del);
   if (rc == TALLY_OK) {
@@ -141,8 +144,8 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
   if (rc == TALLY_OK)
     rc = tsq_prepare(ts,
                      "INSERT INTO tally_checkpoint(name, part, tbl, seq, "
-                     "version, items, parts, checksum, data) VALUES "
-                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     "version, items, parts, checksum, data, cookie) VALUES "
+                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                      &ins);
   if (rc == TALLY_OK) {
     sqlite3_bind_text(ins, 1, a->name, -1, SQLITE_STATIC);
@@ -153,6 +156,7 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
     sqlite3_bind_int64(ins, 6, (int64_t)s.items);
     sqlite3_bind_int64(ins, 7, (int64_t)parts);
     sqlite3_bind_int64(ins, 8, (int64_t)h);
+    sqlite3_bind_int(ins, 10, cookie);
     rc = tsq_step_done(ts, ins);
   }
   for (uint64_t p = 0; rc == TALLY_OK && p < parts; p++) {
@@ -262,8 +266,8 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
   *loaded = false;
   int rc = tsq_prepare(ts,
                        "SELECT part, tbl, seq, version, items, parts, "
-                       "checksum, data FROM tally_checkpoint WHERE name = ?1 "
-                       "ORDER BY part",
+                       "checksum, data, cookie FROM tally_checkpoint WHERE "
+                       "name = ?1 ORDER BY part",
                        &st);
   if (rc != TALLY_OK)
     return rc;
@@ -289,6 +293,15 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
     sum = (uint64_t)sqlite3_column_int64(st, 6);
     if (version != TALLY_SQLITE_FORMAT)
       bad = true;
+    /* without an INTEGER PRIMARY KEY, VACUUM may renumber rowids: trust
+     * the items only while the schema is as it was when they were saved */
+    int cookie = 0;
+    if (!bad && !a->tab->ipk) {
+      int saved = sqlite3_column_int(st, 8);
+      rc = tsq_cookie(ts, &cookie);
+      if (rc == TALLY_OK && cookie != saved)
+        bad = true;
+    }
     uint64_t want = 1;
     while (!bad && rc == TALLY_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
       if (sqlite3_column_int64(st, 0) != (int64_t)want++ ||
