@@ -42,6 +42,10 @@ static void fx_validate(fx *f) {
   if (rc != TALLY_OK)
     fprintf(stderr, "validate: %s\n", msg);
   assert_int_equal(rc, TALLY_OK);
+  rc = tally__undo_validate(&f->cx.undo, msg, sizeof msg);
+  if (rc != TALLY_OK)
+    fprintf(stderr, "undo validate: %s\n", msg);
+  assert_int_equal(rc, TALLY_OK);
 }
 
 /* ------------------------------------------------------------------------ */
