@@ -24,9 +24,12 @@
  *    and replays the log after it, without scanning the table. The first
  *    attach of a table that holds rows backfills once. A damaged, foreign
  *    or wrong-version checkpoint is detected and rebuilt from the table.
- *  - Bypass detection. A writer that removes the capture triggers cannot
- *    leave aggregates silently wrong: the next catch-up notices the changed
- *    schema and reports TALLY_ESTALE until tally_sqlite_rebuild.
+ *  - Bypass detection. A writer that removes or alters the capture
+ *    triggers cannot leave aggregates silently wrong: the next catch-up
+ *    notices the changed schema and reports TALLY_ESTALE until
+ *    tally_sqlite_rebuild. (A connection that switches triggers off for
+ *    itself with SQLITE_DBCONFIG_ENABLE_TRIGGER changes no schema and is
+ *    not noticed by the catch-up; tally_sqlite_verify finds what it did.)
  *
  * Tables stored in the database by this component (names reserved):
  *     tally_log(seq, tid, rid, img)         touched rows, in commit order
