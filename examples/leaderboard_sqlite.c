@@ -343,7 +343,7 @@ static int lb_delete_some(tally_txn *txn, void *udata) {
   for (int n = 0; n < N_DELETES; n++) {
     int64_t rowid = b->ids[1 + lb_rand(b) % (N_RESULTS - 1)];
     int rc = tally_txn_delete(txn, "scores", tally_id_int(rowid, idbuf));
-    if (rc == TALLY_ENOTFOUND)
+    if (rc == TALLY_ENOROW)
       continue; /* already gone: refused, the transaction goes on */
     if (rc != TALLY_OK)
       return rc;
@@ -470,22 +470,26 @@ static void lb_pages(lb *b) {
                                   -1, &top, NULL),
                "select");
   sqlite3_bind_int(top, 1, 2 * PAGE);
-  tally_page_cursor next;
-  next.len = 0;
+  tally_page *pg = NULL;
+  const tally_page_cursor *cur = NULL;
   int same = 1;
+  lb_check(tally_page_new(NULL, &pg), "tally_page_new");
   printf("top %d, two pages of %d (page 2 from page 1's cursor):\n", 2 * PAGE,
          PAGE);
   for (int page = 0; page < 2; page++) {
-    tally_item items[PAGE];
-    size_t n = 0;
-    bool done = false;
-    tally_bytes cur = {next.data, next.len};
-    lb_check(tally_agg_paginate(a, NULL, NULL, TALLY_DESC,
-                                page == 0 ? NULL : &cur, PAGE, items, &n,
-                                &next, &done),
+    lb_check(tally_agg_paginate(a, NULL, NULL, TALLY_DESC, cur, PAGE, pg),
              "paginate");
+    cur = tally_page_next(pg);
+    size_t n = tally_page_count(pg);
     for (size_t i = 0; i < n; i++) {
-      int64_t rowid = lb_item_rowid(&items[i]);
+      tally_item item;
+      const tally_entry *e = &tally_page_items(pg)[i];
+      memset(&item, 0, sizeof item);
+      item.key_len = e->key.len;
+      memcpy(item.key, e->key.data, e->key.len);
+      item.id_len = e->id.len;
+      memcpy(item.id, e->id.data, e->id.len);
+      int64_t rowid = lb_item_rowid(&item);
       sqlite3_bind_int64(who, 1, rowid);
       if (sqlite3_step(who) != SQLITE_ROW)
         same = 0;
@@ -494,13 +498,14 @@ static void lb_pages(lb *b) {
                page * PAGE + (int)i + 1,
                (const char *)sqlite3_column_text(who, 0),
                (const char *)sqlite3_column_text(who, 1),
-               lb_item_score(&items[i]));
+               lb_item_score(&item));
       sqlite3_reset(who);
       if (sqlite3_step(top) != SQLITE_ROW ||
           sqlite3_column_int64(top, 0) != rowid)
         same = 0;
     }
   }
+  tally_page_free(pg);
   printf("  (same rows as SQL ORDER BY score DESC, id DESC LIMIT %d: %s)\n",
          2 * PAGE, lb_agree(b, same, 1));
   sqlite3_finalize(who);
@@ -547,7 +552,7 @@ static void lb_per_game(lb *b) {
     lb_check(tally_key_tuple_begin(&pkb), "key");
     lb_check(tally_key_cstr(&pkb, l.names[i]), "key");
     lb_check(tally_key_prefix(&pkb, &prefix), "key");
-    tally_bounds bounds = {NULL, NULL, NULL, &prefix};
+    tally_bounds bounds = tally_bounds_prefix(prefix);
     lb_check(tally_agg_count(tally_table_agg(b->by_game_score), NULL, &bounds,
                              &by_prefix),
              "count");

@@ -85,8 +85,7 @@ int main(void) {
   /* How many scored at least 500, and their points. */
   {
     tally_keybuf kb;
-    tally_bound lo = {score_key(&kb, 500), {NULL, 0}, false, true};
-    tally_bounds at_least_500 = {&lo, NULL, NULL, NULL};
+    tally_bounds at_least_500 = tally_bounds_ge(score_key(&kb, 500));
     check(tally_agg_count_sum(board, NULL, &at_least_500, &count, &total),
           "count_sum");
     printf("scored >= 500: %llu players, %.0f points\n",
@@ -105,20 +104,19 @@ int main(void) {
 
   /* The top of the board, five per page, highest first. */
   {
-    tally_item page[5];
-    size_t n = 0;
-    bool done = false;
-    tally_page_cursor next;
-    check(tally_agg_paginate(board, NULL, NULL, TALLY_DESC, NULL, 5, page, &n,
-                             &next, &done),
+    tally_page *page = NULL;
+    check(tally_page_new(NULL, &page), "tally_page_new");
+    check(tally_agg_paginate(board, NULL, NULL, TALLY_DESC, NULL, 5, page),
           "paginate");
-    printf("top %zu:\n", n);
-    for (size_t i = 0; i < n; i++) {
-      char label[32];
-      snprintf(label, sizeof label, "  #%zu", i + 1);
-      print_item(label, &page[i]);
+    printf("top %zu:\n", tally_page_count(page));
+    for (size_t i = 0; i < tally_page_count(page); i++) {
+      const tally_entry *e = &tally_page_items(page)[i];
+      int64_t player = 0;
+      check(tally_id_to_int(e->id, &player), "id");
+      printf("  #%-8zu %-6s %6.0f\n", i + 1, names[player], e->sum);
     }
-    printf("more pages: %s\n", done ? "no" : "yes");
+    printf("more pages: %s\n", tally_page_done(page) ? "no" : "yes");
+    tally_page_free(page);
   }
 
   tally_agg_free(board);

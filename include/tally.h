@@ -27,7 +27,8 @@
  *    not thread-safe; reads never mutate, so concurrent readers without a
  *    writer are safe.
  *  - The library copies every key, id and namespace it keeps. Byte views
- *    passed in are only read during the call.
+ *    passed in are only read during the call, except by the bounds
+ *    constructors, whose results hold the views they are given.
  *  - Complexities use n for the number of items in the namespace involved
  *    and B for the node size.
  */
@@ -172,7 +173,9 @@ typedef struct tally_allocator {
 /*
  * One item copied out of an aggregate: (key, id, sum). Keys and ids are
  * copied into the inline buffers, so the item stays valid after any later
- * write. About 600 bytes: fine on the stack, arrays of them for pages.
+ * write. About 600 bytes (room for the longest key and id): one is fine
+ * on the stack; pages of many items use tally_page, which stores only the
+ * bytes each item has.
  */
 typedef struct tally_item {
   size_t key_len;                     /* bytes used in key */
@@ -440,32 +443,101 @@ TALLY_API unsigned tally_agg_node_size(const tally_agg *agg);
 /* --- bounds -------------------------------------------------------------- */
 
 /*
- * One side of a range. Without an id, the bound applies to whole keys:
- * lower inclusive admits k >= key, lower exclusive k > key (no item with
- * that key, whatever its id), and mirror-wise for upper. With an id it
- * applies to (key, id) positions: lower inclusive admits (k,i) >= (key,id).
+ * Bounds are plain values: build them with the constructors below, pass a
+ * pointer to a read, keep or copy them freely. They borrow the bytes they
+ * are built from (keys, ids, eq keys, prefixes are views, not copies): those
+ * bytes must stay valid and unchanged for as long as the bounds are used.
+ *
+ *   tally_bounds b = tally_bounds_ge(k500);               score >= 500
+ *   tally_bounds r = tally_bounds_between(tally_incl(a),
+ *                                         tally_excl(z));  a <= key < z
+ *
+ * Which items a read admits:
+ *  - bounds pointer NULL, or every field zero (tally_bounds_all): all items.
+ *  - lower and/or upper (the other kind TALLY_UNBOUNDED for one side): a
+ *    side without an id applies to whole keys (lower inclusive admits
+ *    k >= key, lower exclusive k > key whatever the id, and mirror-wise for
+ *    upper); a side with an id applies to (key, id) positions (lower
+ *    inclusive admits (k, i) >= (key, id)). An inverted or empty range
+ *    admits nothing; that is not an error.
+ *  - has_eq: the items whose key equals eq.
+ *  - has_prefix: the items whose encoded key starts with the bytes of
+ *    prefix (build it with tally_key_prefix to select the tuples that start
+ *    with given elements). The empty prefix admits every item.
+ * Fields not in use are ignored: id when has_id is false, key and id of an
+ * unbounded side, eq when has_eq is false, prefix when has_prefix is false.
+ *
+ * A read given malformed bounds returns, changing nothing:
+ *  - TALLY_EINVAL: more than one form (has_eq with has_prefix, or either
+ *    with a lower or upper kind other than TALLY_UNBOUNDED); a kind value
+ *    outside tally_bound_kind; a used key, id, eq or prefix view with data
+ *    NULL and len > 0. These are checked before sizes.
+ *  - TALLY_EBADKEY: a used key, eq or prefix longer than TALLY_KEY_MAX, or
+ *    a used id longer than TALLY_ID_MAX.
  */
+
+/* How one side of a range is bounded. */
+typedef enum tally_bound_kind {
+  TALLY_UNBOUNDED = 0, /* no bound on this side (zero-initialised) */
+  TALLY_INCLUSIVE = 1, /* admits the bound itself */
+  TALLY_EXCLUSIVE = 2  /* admits only what lies strictly beyond it */
+} tally_bound_kind;
+
+/* One side of a range. Build it with tally_incl / tally_excl (and their
+ * _id forms) or tally_unbounded. */
 typedef struct tally_bound {
+  tally_bound_kind kind;
   tally_bytes key; /* encoded key */
   tally_bytes id;  /* used only when has_id */
   bool has_id;
-  bool inclusive;
 } tally_bound;
 
-/*
- * Which items a read looks at. A NULL bounds pointer, or all fields NULL,
- * admits everything. Use one form: lower and/or upper; or eq (items whose
- * key equals *eq); or prefix (items whose encoded key starts with the
- * bytes of *prefix - build it with tally_key_prefix to select tuples that
- * start with given elements). Mixing forms is TALLY_EINVAL. An inverted
- * range admits nothing (not an error).
- */
+/* Which items a read looks at; zero-initialised admits everything. */
 typedef struct tally_bounds {
-  const tally_bound *lower;  /* NULL: unbounded below */
-  const tally_bound *upper;  /* NULL: unbounded above */
-  const tally_bytes *eq;     /* NULL or an exact key */
-  const tally_bytes *prefix; /* NULL or a key byte prefix */
+  tally_bound lower;  /* kind TALLY_UNBOUNDED: unbounded below */
+  tally_bound upper;  /* kind TALLY_UNBOUNDED: unbounded above */
+  tally_bytes eq;     /* an exact key; used when has_eq */
+  tally_bytes prefix; /* a key byte prefix; used when has_prefix */
+  bool has_eq;
+  bool has_prefix;
 } tally_bounds;
+
+/*
+ * Bound constructors. Each returns its value, checks nothing (a read checks
+ * the bounds it is given, as above), allocates nothing, and borrows key and
+ * id: they must outlive every use of the result. O(1).
+ *  tally_unbounded   no bound on this side
+ *  tally_incl        the whole key, included   (>= key below, <= key above)
+ *  tally_excl        the whole key, excluded   (> key below, < key above)
+ *  tally_incl_id     the position (key, id), included
+ *  tally_excl_id     the position (key, id), excluded
+ */
+TALLY_API tally_bound tally_unbounded(void);
+TALLY_API tally_bound tally_incl(tally_bytes key);
+TALLY_API tally_bound tally_excl(tally_bytes key);
+TALLY_API tally_bound tally_incl_id(tally_bytes key, tally_bytes id);
+TALLY_API tally_bound tally_excl_id(tally_bytes key, tally_bytes id);
+
+/*
+ * Bounds constructors, with the same rules (no checks, no allocation,
+ * bytes borrowed, O(1)):
+ *  tally_bounds_all      every item (the same as passing NULL)
+ *  tally_bounds_ge       key >= k     tally_bounds_gt   key > k
+ *  tally_bounds_le       key <= k     tally_bounds_lt   key < k
+ *  tally_bounds_eq       key == k
+ *  tally_bounds_prefix   encoded key starts with the bytes of prefix
+ *  tally_bounds_between  lower and upper as given (either may be
+ *                        tally_unbounded())
+ */
+TALLY_API tally_bounds tally_bounds_all(void);
+TALLY_API tally_bounds tally_bounds_ge(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_gt(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_le(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_lt(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_eq(tally_bytes key);
+TALLY_API tally_bounds tally_bounds_prefix(tally_bytes prefix);
+TALLY_API tally_bounds tally_bounds_between(tally_bound lower,
+                                            tally_bound upper);
 
 /* Order of a read that walks items. */
 typedef enum tally_order { TALLY_ASC = 0, TALLY_DESC = 1 } tally_order;
@@ -596,8 +668,13 @@ TALLY_API bool tally_agg_in_txn(const tally_agg *agg);
 /*
  * Common to every read: ns NULL = no namespace; a namespace that does not
  * exist reads as empty; bounds NULL admits everything; malformed bounds
- * (mixed forms, oversized keys) are TALLY_EINVAL / TALLY_EBADKEY. Reads
- * never modify the aggregate.
+ * are TALLY_EINVAL / TALLY_EBADKEY as the bounds section says. A NULL agg
+ * or result pointer, a view with data NULL and len > 0, or an order or
+ * relation outside its enum is TALLY_EINVAL; an empty or oversized
+ * namespace or key is TALLY_EBADKEY. Results are written only on success.
+ * Reads never modify the aggregate and never allocate (cursors and pages
+ * allocate in their own objects), so any number of threads may read one
+ * aggregate that nobody writes.
  */
 
 /* tally_agg_count - number of admitted items. O(B log n). */
@@ -657,33 +734,85 @@ TALLY_API int tally_agg_random(const tally_agg *agg, const tally_bytes *ns,
 /* Longest pagination cursor, in bytes. */
 #define TALLY_PAGE_CURSOR_MAX (TALLY_KEY_MAX + TALLY_ID_MAX + 16)
 
-/* A pagination cursor returned by tally_agg_paginate: opaque bytes the
- * caller may store anywhere (e.g. hand to a web client) and pass back. */
+/*
+ * A pagination cursor: opaque bytes naming the position after the last
+ * item of a page, and the order of its pages. The caller may store the
+ * bytes anywhere (e.g. hand them to a web client) and rebuild the cursor
+ * from them with tally_page_cursor_set. Since it names a position, not an
+ * offset, it stays valid across writes. A cursor continues pages of the
+ * order it was made for: given to the other order it is TALLY_EINVAL.
+ * len 0 is the end marker (the pages are done).
+ */
 typedef struct tally_page_cursor {
   size_t len;                                /* bytes used; 0 = end marker */
   unsigned char data[TALLY_PAGE_CURSOR_MAX]; /* opaque */
 } tally_page_cursor;
 
 /*
- * tally_agg_paginate - one page of admitted items in order.
- * @param[in]  cursor    NULL for the first page; else the bytes of a cursor
- *                       returned earlier (a length of 0 is the end marker:
- *                       empty page, done). The cursor names a position, not
- *                       an offset, so it stays valid across writes: the
- *                       next page starts strictly after the last item
- *                       returned, and the bound on that side is replaced by
- *                       it. A malformed cursor is TALLY_EINVAL.
+ * tally_page_cursor_set - rebuild a cursor from its bytes (as stored by the
+ * caller). The bytes are checked by tally_agg_paginate, not here.
+ * @return TALLY_OK; TALLY_EINVAL (NULL c, bytes with data NULL and len > 0,
+ *         or longer than TALLY_PAGE_CURSOR_MAX). O(len).
+ */
+TALLY_API int tally_page_cursor_set(tally_page_cursor *c, tally_bytes bytes);
+
+/*
+ * A page of items filled by tally_agg_paginate: tally_entry views into
+ * the page's own buffer, so a page of small items costs about what its
+ * items are. Reuse one page for every page of a listing; each
+ * tally_agg_paginate replaces its content (views of the previous content
+ * become invalid). Pages are independent of aggregates: later writes to the
+ * aggregate do not change a filled page.
+ */
+typedef struct tally_page tally_page;
+
+/* tally_page_new - an empty page. TALLY_EINVAL (NULL out, incomplete
+ * allocator); TALLY_ENOMEM. O(1). */
+TALLY_API int tally_page_new(const tally_allocator *alloc, tally_page **out);
+/* tally_page_free - free the page; NULL is a no-op. */
+TALLY_API void tally_page_free(tally_page *p);
+/* tally_page_count - items in the page (0 for NULL). O(1). */
+TALLY_API size_t tally_page_count(const tally_page *p);
+/* tally_page_items - the items, in page order (NULL when empty). The views
+ * stay valid until the page is filled again or freed. O(1). */
+TALLY_API const tally_entry *tally_page_items(const tally_page *p);
+/* tally_page_done - true when no admitted item remains after this page. */
+TALLY_API bool tally_page_done(const tally_page *p);
+/* tally_page_next - the cursor for the following page (len 0 when done);
+ * the page keeps it, valid until it is filled again: copy it to keep it. */
+TALLY_API const tally_page_cursor *tally_page_next(const tally_page *p);
+
+/*
+ * tally_agg_paginate - fill page with up to page_size admitted items in
+ * order, starting after cursor.
+ *
+ *     const tally_page_cursor *cur = NULL;
+ *     do {
+ *       rc = tally_agg_paginate(agg, ns, &bounds, TALLY_ASC, cur, 20, page);
+ *       ... tally_page_items(page)[0 .. tally_page_count(page)) ...
+ *       cur = tally_page_next(page);
+ *     } while (rc == TALLY_OK && !tally_page_done(page));
+ *
+ * (Pass the page's own cursor as shown, or a copy: the page writes the
+ * next cursor only after it has read the one given.)
+ * @param[in]  cursor    NULL for the first page; else a cursor from an
+ *                       earlier page of the same order (the end marker,
+ *                       len 0, gives an empty page, done). The cursor
+ *                       narrows the bounds, never widens them: a page
+ *                       holds only items the bounds admit, whatever
+ *                       cursor is given. A malformed cursor, or one made
+ *                       for the other order, is TALLY_EINVAL.
  * @param[in]  page_size maximum items; 0 is TALLY_EINVAL.
- * @param[out] items     array of page_size items; *n_items are filled.
- * @param[out] next      cursor for the next page (len 0 when done).
- * @param[out] done      true when no admitted item remains after this page.
- * O(B log n + page_size).
+ * @param[out] page      filled on success; on error its content is
+ *                       unspecified (but valid to reuse or free).
+ * @return TALLY_OK; TALLY_EINVAL (NULL page, bad order or cursor,
+ *         page_size 0, bad bounds); TALLY_EBADKEY; TALLY_ENOMEM (the page's
+ *         buffers). O(B log n + page_size).
  */
 TALLY_API int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
                                  const tally_bounds *bounds, tally_order order,
-                                 const tally_bytes *cursor, size_t page_size,
-                                 tally_item *items, size_t *n_items,
-                                 tally_page_cursor *next, bool *done);
+                                 const tally_page_cursor *cursor,
+                                 size_t page_size, tally_page *page);
 
 /*
  * tally_agg_scan - call fn for each admitted item in order until it
@@ -846,7 +975,7 @@ typedef struct tally_table_options {
   unsigned node_size;           /* as tally_agg_options.node_size; must be
                                    0 when agg is given */
   const tally_allocator *alloc; /* NULL = C library; copied */
-  tally_agg *agg;               /* NULL: create an aggregate, owned by the
+  tally_agg *agg;               /* NULL: create an aggregate that belongs to the
                                    table aggregate; else work over this
                                    existing one (not owned, not freed; it
                                    must outlive the table aggregate) */
@@ -1106,7 +1235,7 @@ typedef struct tally_store {
    * into id and its length into *id_len. */
   int (*insert_row)(void *udata, const char *table, const void *row,
                     unsigned char *id, size_t *id_len);
-  /* Look up a row: *row points at a row owned by the store, which must
+  /* Look up a row: *row points at a row the store keeps, which must
    * stay valid and unchanged until tally passes it to release_row - even
    * if the row is later updated or deleted in the same transaction, and
    * after rollback (hand out copies or snapshots). TALLY_ENOTFOUND or

@@ -46,6 +46,7 @@
 
 #include "agg_int.h"
 #include "btree_int.h"
+#include "page_int.h"
 
 /* One named namespace: a copy of its bytes and its tree. */
 typedef struct agg_ns {
@@ -363,7 +364,8 @@ static int agg_drop_if_empty(tally_agg *agg, const tally_bytes *ns) {
 /* Write framing                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* Every write: all of its changes, or none of them (decision 4). */
+/* Every write: all of its changes, or none of them (README.md, Behaviour
+ * contract §9.1). */
 static int agg_finish(tally_agg *agg, size_t mark, int rc) {
   /* A write that failed before logging anything touched nothing, so open
    * cursors may stay valid; anything else moves the version on. */
@@ -616,7 +618,7 @@ static int agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
   int rc = agg_delete(agg, ns, key, id);
   bool did = rc == TALLY_OK;
   if (rc == TALLY_ENOTFOUND)
-    rc = TALLY_OK; /* decision 5: no namespace is created either */
+    rc = TALLY_OK; /* no namespace is created either (contract §5.5) */
   if (rc == TALLY_OK && changed != NULL)
     *changed = did;
   return rc;
@@ -864,74 +866,113 @@ static void agg_edge_end(tally__edge *e, tally__edge_kind kind) {
   e->idlen = 0;
 }
 
+/* Whether kind is one of tally_bound_kind's values (any int may arrive). */
+static bool agg_kind_ok(tally_bound_kind kind) {
+  switch (kind) {
+  case TALLY_UNBOUNDED:
+  case TALLY_INCLUSIVE:
+  case TALLY_EXCLUSIVE:
+    return true;
+  }
+  return false;
+}
+
+/* Check the views one side uses (its key, and its id when has_id). */
 static int agg_check_bound(const tally_bound *b) {
-  int rc = agg_check_bytes(b->key, TALLY_KEY_MAX);
+  int rc;
+  if (b->kind == TALLY_UNBOUNDED)
+    return TALLY_OK;
+  rc = agg_check_bytes(b->key, TALLY_KEY_MAX);
   if (rc == TALLY_OK && b->has_id)
     rc = agg_check_bytes(b->id, TALLY_ID_MAX);
   return rc;
 }
 
+/* Whether v is an EINVAL view (data NULL, len > 0), before any size check. */
+static bool agg_null_view(tally_bytes v) { return v.data == NULL && v.len > 0; }
+
+/*
+ * Check bounds, all EINVAL conditions before any EBADKEY one (tally.h,
+ * bounds): one form only, known kinds, no NULL views with a length among
+ * the fields in use; then the sizes of those fields.
+ */
+static int agg_check_bounds(const tally_bounds *b) {
+  const tally_bound *side[2];
+  int i, rc;
+  side[0] = &b->lower;
+  side[1] = &b->upper;
+  if (!agg_kind_ok(b->lower.kind) || !agg_kind_ok(b->upper.kind))
+    return TALLY_EINVAL;
+  if ((b->has_eq || b->has_prefix) &&
+      (b->has_eq + b->has_prefix + (b->lower.kind != TALLY_UNBOUNDED) +
+           (b->upper.kind != TALLY_UNBOUNDED) > 1))
+    return TALLY_EINVAL;
+  if ((b->has_eq && agg_null_view(b->eq)) ||
+      (b->has_prefix && agg_null_view(b->prefix)))
+    return TALLY_EINVAL;
+  for (i = 0; i < 2; i++)
+    if (side[i]->kind != TALLY_UNBOUNDED &&
+        (agg_null_view(side[i]->key) ||
+         (side[i]->has_id && agg_null_view(side[i]->id))))
+      return TALLY_EINVAL;
+  if (b->has_eq)
+    return agg_check_bytes(b->eq, TALLY_KEY_MAX);
+  if (b->has_prefix)
+    return agg_check_bytes(b->prefix, TALLY_KEY_MAX);
+  rc = agg_check_bound(&b->lower);
+  if (rc == TALLY_OK)
+    rc = agg_check_bound(&b->upper);
+  return rc;
+}
+
 /*
  * Turn bounds into the pair of edges (lo, hi) that enclose exactly the
- * admitted items (SEMANTICS section 3). The edges borrow the bounds' bytes.
+ * admitted items (README.md, Behaviour contract §3). The edges borrow the
+ * bounds' bytes.
  */
 static int agg_bounds(const tally_bounds *b, tally__edge *lo,
                       tally__edge *hi) {
   int rc;
+  const tally_bound *l, *u;
 
   agg_edge_end(lo, TALLY__EDGE_MIN);
   agg_edge_end(hi, TALLY__EDGE_MAX);
   if (b == NULL)
     return TALLY_OK;
-  if ((b->eq != NULL || b->prefix != NULL) &&
-      (b->eq != NULL) + (b->prefix != NULL) + (b->lower != NULL) +
-              (b->upper != NULL) > 1)
-    return TALLY_EINVAL;
-  if (b->eq != NULL) {
-    rc = agg_check_bytes(*b->eq, TALLY_KEY_MAX);
-    if (rc != TALLY_OK)
-      return rc;
-    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, *b->eq, NULL);
-    agg_edge(hi, TALLY__EDGE_KEY_AFTER, *b->eq, NULL);
+  rc = agg_check_bounds(b);
+  if (rc != TALLY_OK)
+    return rc;
+  if (b->has_eq) {
+    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, b->eq, NULL);
+    agg_edge(hi, TALLY__EDGE_KEY_AFTER, b->eq, NULL);
     return TALLY_OK;
   }
-  if (b->prefix != NULL) {
-    rc = agg_check_bytes(*b->prefix, TALLY_KEY_MAX);
-    if (rc != TALLY_OK)
-      return rc;
+  if (b->has_prefix) {
     /* The empty prefix admits every key. */
-    if (b->prefix->len == 0)
+    if (b->prefix.len == 0)
       return TALLY_OK;
-    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, *b->prefix, NULL);
-    agg_edge(hi, TALLY__EDGE_PREFIX_END, *b->prefix, NULL);
+    agg_edge(lo, TALLY__EDGE_KEY_BEFORE, b->prefix, NULL);
+    agg_edge(hi, TALLY__EDGE_PREFIX_END, b->prefix, NULL);
     return TALLY_OK;
   }
-  if (b->lower != NULL) {
-    const tally_bound *l = b->lower;
-    rc = agg_check_bound(l);
-    if (rc != TALLY_OK)
-      return rc;
+  l = &b->lower;
+  u = &b->upper;
+  if (l->kind != TALLY_UNBOUNDED) {
+    bool incl = l->kind == TALLY_INCLUSIVE;
     if (l->has_id)
-      agg_edge(lo,
-               l->inclusive ? TALLY__EDGE_POS_BEFORE : TALLY__EDGE_POS_AFTER,
+      agg_edge(lo, incl ? TALLY__EDGE_POS_BEFORE : TALLY__EDGE_POS_AFTER,
                l->key, &l->id);
     else
-      agg_edge(lo,
-               l->inclusive ? TALLY__EDGE_KEY_BEFORE : TALLY__EDGE_KEY_AFTER,
+      agg_edge(lo, incl ? TALLY__EDGE_KEY_BEFORE : TALLY__EDGE_KEY_AFTER,
                l->key, NULL);
   }
-  if (b->upper != NULL) {
-    const tally_bound *u = b->upper;
-    rc = agg_check_bound(u);
-    if (rc != TALLY_OK)
-      return rc;
+  if (u->kind != TALLY_UNBOUNDED) {
+    bool incl = u->kind == TALLY_INCLUSIVE;
     if (u->has_id)
-      agg_edge(hi,
-               u->inclusive ? TALLY__EDGE_POS_AFTER : TALLY__EDGE_POS_BEFORE,
+      agg_edge(hi, incl ? TALLY__EDGE_POS_AFTER : TALLY__EDGE_POS_BEFORE,
                u->key, &u->id);
     else
-      agg_edge(hi,
-               u->inclusive ? TALLY__EDGE_KEY_AFTER : TALLY__EDGE_KEY_BEFORE,
+      agg_edge(hi, incl ? TALLY__EDGE_KEY_AFTER : TALLY__EDGE_KEY_BEFORE,
                u->key, NULL);
   }
   return TALLY_OK;
@@ -1133,51 +1174,56 @@ int tally_agg_index_of(const tally_agg *agg, const tally_bytes *ns,
 /* ------------------------------------------------------------------------ */
 
 /*
- * Page cursor format, version 1 (all lengths big-endian):
+ * Page cursor format, version 2 (all lengths big-endian):
  *
- *   +------+---------+---------+-----------+-------+----------+
- *   | 0xA7 | ver = 1 | klen:16 | key bytes | ilen:8 | id bytes |
- *   +------+---------+---------+-----------+-------+----------+
+ *   +------+---------+-------+---------+-----------+-------+----------+
+ *   | 0xA7 | ver = 2 | order | klen:16 | key bytes | ilen:8 | id bytes |
+ *   +------+---------+-------+---------+-----------+-------+----------+
  *
- * It names the position (key, id) of the last item returned. Anything
- * else - other magic or version, klen > TALLY_KEY_MAX, ilen > TALLY_ID_MAX,
- * a length running past the end, trailing bytes - is malformed.
+ * It names the position (key, id) of the last item returned and the order
+ * of the pages (0 ascending, 1 descending): a cursor only continues pages
+ * of its own order. Anything else - other magic or version, an unknown
+ * order, klen of 0 or above TALLY_KEY_MAX, ilen > TALLY_ID_MAX, a length
+ * running past the end, trailing bytes - is malformed.
  */
 #define AGG_CURSOR_MAGIC 0xA7u
-#define AGG_CURSOR_VERSION 1u
-#define AGG_CURSOR_HEAD 4u /* magic, version, klen */
+#define AGG_CURSOR_VERSION 2u
+#define AGG_CURSOR_HEAD 5u /* magic, version, order, klen */
 
-static void agg_cursor_encode(const tally_item *it, tally_page_cursor *c) {
+static void agg_cursor_encode(const tally_entry *it, tally_order order,
+                              tally_page_cursor *c) {
   unsigned char *p = c->data;
   *p++ = AGG_CURSOR_MAGIC;
   *p++ = AGG_CURSOR_VERSION;
-  *p++ = (unsigned char)(it->key_len >> 8);
-  *p++ = (unsigned char)(it->key_len & 0xffu);
-  if (it->key_len)
-    memcpy(p, it->key, it->key_len);
-  p += it->key_len;
-  *p++ = (unsigned char)it->id_len;
-  if (it->id_len)
-    memcpy(p, it->id, it->id_len);
-  p += it->id_len;
+  *p++ = (unsigned char)order;
+  *p++ = (unsigned char)(it->key.len >> 8);
+  *p++ = (unsigned char)(it->key.len & 0xffu);
+  memcpy(p, it->key.data, it->key.len);
+  p += it->key.len;
+  *p++ = (unsigned char)it->id.len;
+  if (it->id.len)
+    memcpy(p, it->id.data, it->id.len);
+  p += it->id.len;
   c->len = (size_t)(p - c->data);
 }
 
 /* Parse a cursor into views of its key and id (borrowed from cur). */
-static int agg_cursor_decode(tally_bytes cur, tally_bytes *key,
-                             tally_bytes *id) {
-  const unsigned char *p = cur.data;
+static int agg_cursor_decode(const tally_page_cursor *cur, tally_order order,
+                             tally_bytes *key, tally_bytes *id) {
+  const unsigned char *p = cur->data;
   size_t klen, ilen;
 
-  if (p == NULL || cur.len < AGG_CURSOR_HEAD + 1)
+  if (cur->len < AGG_CURSOR_HEAD + 1 || cur->len > TALLY_PAGE_CURSOR_MAX)
     return TALLY_EINVAL;
-  if (p[0] != AGG_CURSOR_MAGIC || p[1] != AGG_CURSOR_VERSION)
+  if (p[0] != AGG_CURSOR_MAGIC || p[1] != AGG_CURSOR_VERSION ||
+      p[2] != (unsigned char)order)
     return TALLY_EINVAL;
-  klen = ((size_t)p[2] << 8) | p[3];
-  if (klen > TALLY_KEY_MAX || cur.len < AGG_CURSOR_HEAD + klen + 1)
+  klen = ((size_t)p[3] << 8) | p[4];
+  if (klen == 0 || klen > TALLY_KEY_MAX ||
+      cur->len < AGG_CURSOR_HEAD + klen + 1)
     return TALLY_EINVAL;
   ilen = p[AGG_CURSOR_HEAD + klen];
-  if (ilen > TALLY_ID_MAX || cur.len != AGG_CURSOR_HEAD + klen + 1 + ilen)
+  if (ilen > TALLY_ID_MAX || cur->len != AGG_CURSOR_HEAD + klen + 1 + ilen)
     return TALLY_EINVAL;
   key->data = p + AGG_CURSOR_HEAD;
   key->len = klen;
@@ -1188,65 +1234,74 @@ static int agg_cursor_decode(tally_bytes cur, tally_bytes *key,
 
 int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
                        const tally_bounds *bounds, tally_order order,
-                       const tally_bytes *cursor, size_t page_size,
-                       tally_item *items, size_t *n_items,
-                       tally_page_cursor *next, bool *done) {
+                       const tally_page_cursor *cursor, size_t page_size,
+                       tally_page *page) {
   tally__tree *t;
-  tally__edge lo, hi;
+  tally__edge lo, hi, ce;
   tally_bytes ckey, cid;
   tally__iter it;
-  uint64_t rlo, rhi, remaining, take, i;
+  tally_item item;
+  uint64_t rlo, rhi, rc_edge, remaining, take, i;
   int rc;
 
-  /* page_size first (SEMANTICS 4.9: it precedes the end-marker check) */
+  /* page_size first: it precedes the end-marker check (contract §4.9) */
   if (page_size == 0)
     return TALLY_EINVAL;
-  if (items == NULL || n_items == NULL || next == NULL || done == NULL ||
-      (order != TALLY_ASC && order != TALLY_DESC))
+  if (page == NULL || (order != TALLY_ASC && order != TALLY_DESC))
     return TALLY_EINVAL;
   rc = agg_read(agg, ns, bounds, &t, &lo, &hi);
   if (rc != TALLY_OK)
     return rc;
-  if (cursor != NULL && cursor->data == NULL && cursor->len > 0)
-    return TALLY_EINVAL;
   if (cursor != NULL && cursor->len > 0) {
-    rc = agg_cursor_decode(*cursor, &ckey, &cid);
+    rc = agg_cursor_decode(cursor, order, &ckey, &cid);
     if (rc != TALLY_OK)
       return rc;
-    /* the cursor replaces the bound on the side it was taken from */
-    if (order == TALLY_ASC)
-      agg_edge(&lo, TALLY__EDGE_POS_AFTER, ckey, &cid);
-    else
-      agg_edge(&hi, TALLY__EDGE_POS_BEFORE, ckey, &cid);
   }
   if (t == NULL || (cursor != NULL && cursor->len == 0)) {
-    *n_items = 0;
-    next->len = 0;
-    *done = true;
+    tally__page_reset(page);
+    tally__page_finish(page, true);
     return TALLY_OK;
   }
 
   rlo = tally__tree_rank(t, &lo);
   rhi = tally__tree_rank(t, &hi);
+  if (cursor != NULL) {
+    /* The cursor narrows the bounds on its side; it never widens them,
+     * whatever cursor a client hands back. */
+    agg_edge(&ce, order == TALLY_ASC ? TALLY__EDGE_POS_AFTER
+                                     : TALLY__EDGE_POS_BEFORE,
+             ckey, &cid);
+    rc_edge = tally__tree_rank(t, &ce);
+    if (order == TALLY_ASC && rc_edge > rlo)
+      rlo = rc_edge;
+    if (order == TALLY_DESC && rc_edge < rhi)
+      rhi = rc_edge;
+  }
   remaining = rhi > rlo ? rhi - rlo : 0;
   take = remaining < page_size ? remaining : (uint64_t)page_size;
+  rc = tally__page_reserve(page, (size_t)take);
+  if (rc != TALLY_OK)
+    return rc;
+  tally__page_reset(page);
   if (take > 0) {
     rc = tally__iter_seek_rank(&it, t, order == TALLY_ASC ? rlo : rhi - 1);
     for (i = 0; rc == TALLY_OK && i < take; i++) {
       if (i > 0)
         rc = order == TALLY_ASC ? tally__iter_next(&it) : tally__iter_prev(&it);
       if (rc == TALLY_OK)
-        rc = tally__iter_get(&it, &items[i]);
+        rc = tally__iter_get(&it, &item);
+      if (rc == TALLY_OK)
+        rc = tally__page_push(page, &item);
     }
-    if (rc != TALLY_OK)
+    if (rc != TALLY_OK) {
+      tally__page_reset(page);
       return rc == TALLY_ENOTFOUND ? TALLY_ECORRUPT : rc;
+    }
   }
-  *n_items = (size_t)take;
-  *done = remaining <= page_size;
-  if (*done)
-    next->len = 0;
-  else
-    agg_cursor_encode(&items[take - 1], next);
+  tally__page_finish(page, remaining <= page_size);
+  if (remaining > page_size)
+    agg_cursor_encode(&tally_page_items(page)[take - 1], order,
+                      tally__page_cursor(page));
   return TALLY_OK;
 }
 

@@ -328,39 +328,40 @@ int tm_clear_all(tm_model *m) {
 
 /* --- reads ---------------------------------------------------------------- */
 
-/* Does the lower side of b admit it? (SEMANTICS 3, row by row.) */
+/* Does the lower side of b admit it? (README.md, Behaviour contract §3.2,
+ * row by row.) */
 static bool tm_lower_ok(const tally_bounds *b, const tm_item *it) {
   if (b == NULL)
     return true;
-  if (b->eq != NULL)
-    return tm_key_cmp(tm_key(it), it->key_len, *b->eq) >= 0;
-  if (b->prefix != NULL)
-    return tm_key_cmp(tm_key(it), it->key_len, *b->prefix) >= 0;
-  if (b->lower == NULL)
+  if (b->has_eq)
+    return tm_key_cmp(tm_key(it), it->key_len, b->eq) >= 0;
+  if (b->has_prefix)
+    return tm_key_cmp(tm_key(it), it->key_len, b->prefix) >= 0;
+  if (b->lower.kind == TALLY_UNBOUNDED)
     return true;
-  const tally_bound *l = b->lower;
+  const tally_bound *l = &b->lower;
   int c = l->has_id ? tm_pos_cmp(it, l->key, l->id)
                     : tm_key_cmp(tm_key(it), it->key_len, l->key);
-  return l->inclusive ? c >= 0 : c > 0;
+  return l->kind == TALLY_INCLUSIVE ? c >= 0 : c > 0;
 }
 
 /* Does the upper side admit it (given that the lower side does)? */
 static bool tm_upper_ok(const tally_bounds *b, const tm_item *it) {
   if (b == NULL)
     return true;
-  if (b->eq != NULL)
-    return tm_key_cmp(tm_key(it), it->key_len, *b->eq) <= 0;
-  if (b->prefix != NULL) {
-    const tally_bytes *p = b->prefix;
+  if (b->has_eq)
+    return tm_key_cmp(tm_key(it), it->key_len, b->eq) <= 0;
+  if (b->has_prefix) {
+    const tally_bytes *p = &b->prefix;
     return it->key_len >= p->len &&
            (p->len == 0 || memcmp(tm_key(it), p->data, p->len) == 0);
   }
-  if (b->upper == NULL)
+  if (b->upper.kind == TALLY_UNBOUNDED)
     return true;
-  const tally_bound *u = b->upper;
+  const tally_bound *u = &b->upper;
   int c = u->has_id ? tm_pos_cmp(it, u->key, u->id)
                     : tm_key_cmp(tm_key(it), it->key_len, u->key);
-  return u->inclusive ? c <= 0 : c < 0;
+  return u->kind == TALLY_INCLUSIVE ? c <= 0 : c < 0;
 }
 
 bool tm_admits(const tally_bounds *b, const tm_item *it) {

@@ -142,26 +142,15 @@ static void dump_same(const tally_agg *agg, const dump *before) {
 
 /* Bounds builders. */
 static tally_bound bnd(tally_bytes key, bool incl) {
-  tally_bound b;
-  memset(&b, 0, sizeof b);
-  b.key = key;
-  b.inclusive = incl;
-  return b;
+  return incl ? tally_incl(key) : tally_excl(key);
 }
 
 static tally_bound bnd_id(tally_bytes key, tally_bytes id, bool incl) {
-  tally_bound b = bnd(key, incl);
-  b.id = id;
-  b.has_id = true;
-  return b;
+  return incl ? tally_incl_id(key, id) : tally_excl_id(key, id);
 }
 
 static tally_bounds range(const tally_bound *lo, const tally_bound *hi) {
-  tally_bounds b;
-  memset(&b, 0, sizeof b);
-  b.lower = lo;
-  b.upper = hi;
-  return b;
+  return tu_bounds(lo, hi, NULL, NULL);
 }
 
 /* Collect the keys (ints) of a scan. */
@@ -180,7 +169,8 @@ static bool keys_add(const tally_item *it, void *ud) {
   return true;
 }
 
-/* 10,20,20,30 with ids 1,1,2,1 and sums 1,2,3,4 (SEMANTICS 4.6). */
+/* 10,20,20,30 with ids 1,1,2,1 and sums 1,2,3,4 (README.md, Behaviour
+ * contract §4.6). */
 static void fill_10_20_20_30(tally_agg *agg, const tally_bytes *ns) {
   assert_int_equal(ins(agg, ns, 10, 1, 1), TALLY_OK);
   CHECK(agg);
@@ -420,7 +410,7 @@ static void test_write_arg_errors(void **state) {
   fx_close(f);
 }
 
-/* Decisions 3-5: the idempotent variants. */
+/* The idempotent variants (README.md, Behaviour contract §5.4-5.6). */
 static void test_idempotent(void **state) {
   fx fx_;
   fx *f = &fx_;
@@ -494,7 +484,7 @@ static void test_idempotent(void **state) {
                    TALLY_OK);
   CHECK(f->agg);
   assert_false(ch);
-  /* old absent, new present with another sum -> sum updated (decision 4) */
+  /* old absent, new present with another sum -> sum updated (§5.6) */
   assert_int_equal(tally_agg_replace_or_insert(f->agg, NULL, k.b, i.b, &ns,
                                                k2.b, 6, &ch),
                    TALLY_OK);
@@ -578,7 +568,7 @@ static void test_replace(void **state) {
   assert_int_equal(tally_agg_replace(f->agg, &a, k1.b, i1.b, &a, k1.b, 11),
                    TALLY_OK);
   CHECK(f->agg);
-  /* key change within a namespace; new sum taken explicitly (decision 8) */
+  /* key change within a namespace; new sum taken explicitly (§5.3) */
   assert_int_equal(tally_agg_replace(f->agg, &a, k1.b, i1.b, &a, k3.b, 0),
                    TALLY_OK);
   CHECK(f->agg);
@@ -648,7 +638,7 @@ static void test_namespaces(void **state) {
   kv kab, kb2;
   ns_list l;
 
-  /* the encoding of null is a namespace, not "no namespace" (decision 2) */
+  /* the encoding of null is a namespace, not "no namespace" (§2.4) */
   tally_key_init(&nb);
   assert_int_equal(tally_key_null(&nb), TALLY_OK);
   assert_int_equal(tally_key_finish(&nb, &nullns), TALLY_OK);
@@ -797,7 +787,7 @@ static void test_index_of(void **state) {
   /* missing namespace -> 0 */
   assert_int_equal(idx(f->agg, NULL, 20, NULL, TALLY_ASC), 0);
   fill_10_20_20_30(f->agg, NULL);
-  /* SEMANTICS 4.6 examples */
+  /* the examples of README.md, Behaviour contract §4.6 */
   assert_int_equal(idx(f->agg, NULL, 20, NULL, TALLY_ASC), 1);
   assert_int_equal(idx(f->agg, NULL, 25, NULL, TALLY_ASC), 3);
   assert_int_equal(idx(f->agg, NULL, 5, NULL, TALLY_ASC), 0);
@@ -815,7 +805,7 @@ static void test_index_of(void **state) {
   assert_int_equal(idx(f->agg, NULL, 20, &id2, TALLY_DESC), 1);
   assert_int_equal(idx(f->agg, NULL, 20, &id0, TALLY_DESC), 3);
 
-  /* decision 6: both bounds apply: admitted = (10, 30) exclusive = 20,20 */
+  /* both bounds apply (§4.6): admitted = (10, 30) exclusive = 20,20 */
   K(&k15, 10);
   K(&k25, 30);
   lo = bnd(k15.b, false);
@@ -882,30 +872,37 @@ static void test_bounds_int(void **state) {
   assert_int_equal(cnt(f->agg, NULL, NULL), 4);
   memset(&b, 0, sizeof b);
   assert_int_equal(cnt(f->agg, NULL, &b), 4);
+  b = tally_bounds_all();
+  assert_int_equal(cnt(f->agg, NULL, &b), 4);
 
   /* without id: whole keys */
   lo = bnd(k20.b, true);
   b = range(&lo, NULL);
   assert_int_equal(cnt(f->agg, NULL, &b), 3);
   lo = bnd(k20.b, false);
-  assert_int_equal(cnt(f->agg, NULL, &b), 1); /* issue #66 fixed form */
+  b = range(&lo, NULL);
+  assert_int_equal(cnt(f->agg, NULL, &b), 1); /* exclusive: no key 20 */
   hi = bnd(k20.b, true);
   b = range(NULL, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 3);
   hi = bnd(k20.b, false);
+  b = range(NULL, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
   /* with id: positions */
   lo = bnd_id(k20.b, i2.b, true);
   b = range(&lo, NULL);
   assert_int_equal(cnt(f->agg, NULL, &b), 2);
   lo = bnd_id(k20.b, i2.b, false);
+  b = range(&lo, NULL);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
   lo = bnd_id(k20.b, i3.b, true); /* an id no item has */
+  b = range(&lo, NULL);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
   hi = bnd_id(k20.b, i1.b, true);
   b = range(NULL, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 2);
   hi = bnd_id(k20.b, i1.b, false);
+  b = range(NULL, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
   /* both sides, sums */
   lo = bnd_id(k20.b, i2.b, true);
@@ -918,23 +915,24 @@ static void test_bounds_int(void **state) {
   /* inverted: nothing, not an error */
   lo = bnd(k30.b, true);
   hi = bnd(k10.b, true);
+  b = range(&lo, &hi);
   assert_int_equal(tally_agg_count_sum(f->agg, NULL, &b, &c, &s), TALLY_OK);
   assert_int_equal(c, 0);
   tu_assert_double_eq(s, 0);
   lo = bnd(k20.b, false);
   hi = bnd(k20.b, false);
+  b = range(&lo, &hi);
   assert_int_equal(cnt(f->agg, NULL, &b), 0);
   /* eq */
-  memset(&b, 0, sizeof b);
-  b.eq = &k20.b;
+  b = tally_bounds_eq(k20.b);
   assert_int_equal(cnt(f->agg, NULL, &b), 2);
   tu_assert_double_eq(sm(f->agg, NULL, &b), 5);
-  b.eq = &i1.b; /* not a key in the tree */
+  b = tally_bounds_eq(i1.b); /* not a key in the tree */
   assert_int_equal(cnt(f->agg, NULL, &b), 0);
   /* missing namespace reads as empty */
   {
     tally_bytes nsx = {"nope", 4};
-    b.eq = &k20.b;
+    b = tally_bounds_eq(k20.b);
     assert_int_equal(cnt(f->agg, &nsx, &b), 0);
     tu_assert_double_eq(sm(f->agg, &nsx, NULL), 0);
     assert_int_equal(tally_agg_namespace_count(f->agg), 1);
@@ -942,39 +940,41 @@ static void test_bounds_int(void **state) {
 
   /* malformed bounds */
   lo = bnd(k10.b, true);
-  b.eq = &k20.b;
-  b.lower = &lo;
+  b = tally_bounds_eq(k20.b);
+  b.lower = lo;
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
-  b.lower = NULL;
-  b.upper = &lo;
+  b.lower = tally_unbounded();
+  b.upper = lo;
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
-  b.upper = NULL;
-  b.prefix = &k20.b;
+  b.upper = tally_unbounded();
+  b.prefix = k20.b;
+  b.has_prefix = true;
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
-  b.eq = NULL;
-  b.lower = &lo;
+  b.has_eq = false;
+  b.lower = lo;
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
   big_b.data = big;
   big_b.len = sizeof big;
-  memset(&b, 0, sizeof b);
-  b.eq = &big_b;
+  b = tally_bounds_eq(big_b);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EBADKEY);
-  b.eq = &null_b;
+  b = tally_bounds_eq(null_b);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
-  b.eq = NULL;
-  b.prefix = &big_b;
+  b = tally_bounds_prefix(big_b);
   assert_int_equal(tally_agg_sum(f->agg, NULL, &b, &s), TALLY_EBADKEY);
   lo = bnd(big_b, true);
   b = range(&lo, NULL);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EBADKEY);
   big_b.len = TALLY_ID_MAX + 1;
   lo = bnd_id(k10.b, big_b, true);
+  b = range(&lo, NULL);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EBADKEY);
   lo = bnd_id(k10.b, null_b, true);
+  b = range(&lo, NULL);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_EINVAL);
   /* the id of a bound without has_id is ignored */
   lo = bnd(k10.b, true);
   lo.id = null_b;
+  b = range(&lo, NULL);
   assert_int_equal(tally_agg_count(f->agg, NULL, &b, &c), TALLY_OK);
   assert_int_equal(c, 4);
   /* bad arguments */
@@ -1045,8 +1045,7 @@ static void test_bounds_tuples(void **state) {
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_cstr(&pb, "bob"), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
-  memset(&b, 0, sizeof b);
-  b.prefix = &pre;
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 5);
   tu_assert_double_eq(sm(f->agg, NULL, &b), 10);
   assert_int_equal(tally_agg_min(f->agg, NULL, &b, &it), TALLY_OK);
@@ -1061,20 +1060,24 @@ static void test_bounds_tuples(void **state) {
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_cstr(&pb, "dan"), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 5);
   tally_key_init(&pb);
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_cstr(&pb, "eve"), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 0);
   /* prefix [] admits every tuple, no scalar */
   tally_key_init(&pb);
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 20);
   /* the empty byte prefix admits everything */
   pre.data = NULL;
   pre.len = 0;
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 21);
   /* prefix ["bob", 3] */
   tally_key_init(&pb);
@@ -1082,9 +1085,10 @@ static void test_bounds_tuples(void **state) {
   assert_int_equal(tally_key_cstr(&pb, "bob"), TALLY_OK);
   assert_int_equal(tally_key_int(&pb, 3), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
 
-  /* SEMANTICS 3: upper [20] inclusive does not include [20, "b"];
+  /* contract §3.5: upper [20] inclusive does not include [20, "b"];
    * prefix [20] does */
   assert_int_equal(tally_agg_clear_all(f->agg), TALLY_OK);
   CHECK(f->agg);
@@ -1110,8 +1114,7 @@ static void test_bounds_tuples(void **state) {
   assert_int_equal(tally_key_tuple_begin(&pb), TALLY_OK);
   assert_int_equal(tally_key_int(&pb, 20), TALLY_OK);
   assert_int_equal(tally_key_prefix(&pb, &pre), TALLY_OK);
-  memset(&b, 0, sizeof b);
-  b.prefix = &pre;
+  b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 2); /* [20], [20, "b"] */
   tu_assert_double_eq(sm(f->agg, NULL, &b), 3);
   fx_close(f);
@@ -1187,7 +1190,7 @@ static void test_at_min_max_random(void **state) {
     assert_int_equal(tally_agg_random(f->agg, NULL, &b, 0.55, &it), TALLY_OK);
     assert_int_equal(key_int(&it), 15);
     /* inverted: nothing */
-    hi.inclusive = true;
+    hi.kind = TALLY_INCLUSIVE;
     lo.key = K(&k10, 25);
     b = range(&lo, &hi);
     assert_int_equal(tally_agg_min(f->agg, NULL, &b, &it), TALLY_ENOTFOUND);
@@ -1216,9 +1219,8 @@ static void test_at_min_max_random(void **state) {
   assert_int_equal(ins(f->agg, NULL, 20, 5, 0), TALLY_OK);
   assert_int_equal(ins(f->agg, NULL, 20, 500, 0), TALLY_OK);
   CHECK(f->agg);
-  memset(&b, 0, sizeof b);
-  b.eq = &k20.b;
   K(&k20, 20);
+  b = tally_bounds_eq(k20.b);
   assert_int_equal(tally_agg_min(f->agg, NULL, &b, &it), TALLY_OK);
   assert_int_equal(id_int(&it), 5);
   assert_int_equal(tally_agg_max(f->agg, NULL, &b, &it), TALLY_OK);
@@ -1325,10 +1327,9 @@ static void test_scan_and_batch(void **state) {
   q[3].offset = 21;
   assert_int_equal(tally_agg_at_batch(f->agg, q, 4, items), TALLY_ERANGE);
   {
-    tally_bounds bad;
-    memset(&bad, 0, sizeof bad);
-    bad.eq = &ns;
-    bad.prefix = &ns;
+    tally_bounds bad = tally_bounds_eq(ns);
+    bad.prefix = ns;
+    bad.has_prefix = true;
     q[1].bounds = &bad;
     assert_int_equal(tally_agg_count_batch(f->agg, q, 4, counts),
                      TALLY_EINVAL);
@@ -1367,7 +1368,7 @@ static void page_all(tally_agg *agg, const tally_bytes *ns,
   assert_true(psize <= 8);
   memset(out, 0, sizeof *out);
   while (!done) {
-    assert_int_equal(tally_agg_paginate(agg, ns, b, o, first ? NULL : &cb,
+    assert_int_equal(tu_paginate(agg, ns, b, o, first ? NULL : &cb,
                                         psize, items, &n, &cur, &done),
                      TALLY_OK);
     first = false;
@@ -1400,7 +1401,7 @@ static void test_paginate(void **state) {
   int64_t k;
 
   /* missing namespace: empty, done */
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 3,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 3,
                                       items, &n, &cur, &done),
                    TALLY_OK);
   assert_int_equal(n, 0);
@@ -1447,20 +1448,20 @@ static void test_paginate(void **state) {
   /* an exactly full last page is done (no trailing empty page) */
   {
     tally_item all[31];
-    assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_DESC, NULL,
+    assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_DESC, NULL,
                                         31, all, &n, &cur, &done),
                      TALLY_OK);
     assert_int_equal(n, 31);
     assert_true(done);
     assert_int_equal(cur.len, 0);
-    assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL,
+    assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL,
                                         30, all, &n, &cur, &done),
                      TALLY_OK);
     assert_int_equal(n, 30);
     assert_false(done);
     cb.data = cur.data;
     cb.len = cur.len;
-    assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb,
+    assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb,
                                         30, all, &n, &cur, &done),
                      TALLY_OK);
     assert_int_equal(n, 1);
@@ -1468,7 +1469,7 @@ static void test_paginate(void **state) {
   }
 
   /* writes between pages: the cursor is a position */
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 5,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 5,
                                       items, &n, &cur, &done),
                    TALLY_OK);
   assert_int_equal(n, 5);
@@ -1482,54 +1483,53 @@ static void test_paginate(void **state) {
   CHECK(f->agg);
   cb.data = cur.data;
   cb.len = cur.len;
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 3,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 3,
                                       items, &n, &cur2, &done),
                    TALLY_OK);
   assert_int_equal(n, 3);
   assert_int_equal(id_int(&items[0]), 5);      /* (2, 5) */
   assert_int_equal(id_int(&items[1]), 1004);   /* (2, 1004): new, after */
   assert_int_equal(id_int(&items[2]), 6);      /* (3, 6) */
-  /* the same cursor in the other order goes back from it */
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_DESC, &cb, 8,
+  /* a cursor continues pages of its own order only */
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_DESC, &cb, 8,
                                       items, &n, &cur2, &done),
-                   TALLY_OK);
-  assert_int_equal(n, 5);
-  assert_true(done);
-  assert_int_equal(cur2.len, 0);
-  assert_int_equal(id_int(&items[0]), 3);
-  assert_int_equal(id_int(&items[4]), 0);
+                   TALLY_EINVAL);
 
   /* the end marker: empty page, done */
   cb.data = NULL;
   cb.len = 0;
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 3,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 3,
                                       items, &n, &cur2, &done),
                    TALLY_OK);
   assert_int_equal(n, 0);
   assert_true(done);
   assert_int_equal(cur2.len, 0);
   /* page size 0 is checked before the end marker */
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 0,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 0,
                                       items, &n, &cur2, &done),
                    TALLY_EINVAL);
 
   /* argument errors */
-  assert_int_equal(tally_agg_paginate(NULL, NULL, NULL, TALLY_ASC, NULL, 3,
+  assert_int_equal(tu_paginate(NULL, NULL, NULL, TALLY_ASC, NULL, 3,
                                       items, &n, &cur2, &done),
                    TALLY_EINVAL);
   assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 3,
-                                      NULL, &n, &cur2, &done),
+                                      NULL),
                    TALLY_EINVAL);
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 3,
-                                      items, NULL, &cur2, &done),
-                   TALLY_EINVAL);
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 3,
-                                      items, &n, NULL, &done),
-                   TALLY_EINVAL);
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 3,
-                                      items, &n, &cur2, NULL),
-                   TALLY_EINVAL);
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, (tally_order)9,
+  assert_int_equal(tally_page_new(NULL, NULL), TALLY_EINVAL);
+  assert_int_equal(tally_page_count(NULL), 0);
+  assert_null(tally_page_items(NULL));
+  assert_null(tally_page_next(NULL));
+  assert_false(tally_page_done(NULL));
+  tally_page_free(NULL);
+  assert_int_equal(tally_page_cursor_set(NULL, cb), TALLY_EINVAL);
+  {
+    tally_bytes toolong = {cur2.data, TALLY_PAGE_CURSOR_MAX + 1};
+    tally_bytes nowhere = {NULL, 2};
+    assert_int_equal(tally_page_cursor_set(&cur2, toolong), TALLY_EINVAL);
+    assert_int_equal(tally_page_cursor_set(&cur2, nowhere), TALLY_EINVAL);
+  }
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, (tally_order)9,
                                       NULL, 3, items, &n, &cur2, &done),
                    TALLY_EINVAL);
   fx_close(f);
@@ -1551,7 +1551,7 @@ static void test_paginate_malformed(void **state) {
   for (k = 0; k < 10; k++)
     assert_int_equal(ins(f->agg, NULL, k, k, 1), TALLY_OK);
   CHECK(f->agg);
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 4,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, NULL, 4,
                                       items, &n, &cur, &done),
                    TALLY_OK);
   assert_true(cur.len > 0 && cur.len <= TALLY_PAGE_CURSOR_MAX);
@@ -1559,68 +1559,69 @@ static void test_paginate_malformed(void **state) {
   memcpy(buf, cur.data, cur.len);
   cb.data = buf;
   cb.len = cur.len;
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
                                       items, &n, &out, &done),
                    TALLY_OK);
   assert_int_equal(key_int(&items[0]), 4);
   /* every truncation is malformed */
   for (cut = 1; cut < cur.len; cut++) {
     cb.len = cut;
-    assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
+    assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
                                         items, &n, &out, &done),
                      TALLY_EINVAL);
   }
   /* trailing bytes */
   buf[cur.len] = 0;
   cb.len = cur.len + 1;
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
                                       items, &n, &out, &done),
                    TALLY_EINVAL);
   /* each single-byte corruption of the header */
   cb.len = cur.len;
   buf[0] ^= 0xff;
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
                                       items, &n, &out, &done),
                    TALLY_EINVAL);
   buf[0] ^= 0xff;
   buf[1] ^= 0x10;
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_DESC, &cb, 4,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_DESC, &cb, 4,
                                       items, &n, &out, &done),
                    TALLY_EINVAL);
   buf[1] ^= 0x10;
   buf[2] = 0xff; /* key length 65k */
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
                                       items, &n, &out, &done),
                    TALLY_EINVAL);
   /* a cursor claiming the longest key but oversize id */
   memset(buf, 0, sizeof buf);
-  buf[0] = cur.data[0];
-  buf[1] = cur.data[1];
-  buf[2] = TALLY_KEY_MAX >> 8;
-  buf[3] = TALLY_KEY_MAX & 0xff;
-  buf[4 + TALLY_KEY_MAX] = TALLY_ID_MAX + 1;
-  cb.len = 4 + TALLY_KEY_MAX + 1 + TALLY_ID_MAX + 1;
+  buf[0] = cur.data[0]; /* magic */
+  buf[1] = cur.data[1]; /* format version */
+  buf[2] = cur.data[2]; /* order */
+  buf[3] = TALLY_KEY_MAX >> 8;
+  buf[4] = TALLY_KEY_MAX & 0xff;
+  buf[5 + TALLY_KEY_MAX] = TALLY_ID_MAX + 1;
+  cb.len = 5 + TALLY_KEY_MAX + 1 + TALLY_ID_MAX + 1;
   assert_true(cb.len <= sizeof buf);
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
                                       items, &n, &out, &done),
                    TALLY_EINVAL);
   /* the same with a legal id is accepted (a position past every key) */
-  buf[4 + TALLY_KEY_MAX] = TALLY_ID_MAX;
-  cb.len = 4 + TALLY_KEY_MAX + 1 + TALLY_ID_MAX;
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
+  buf[5 + TALLY_KEY_MAX] = TALLY_ID_MAX;
+  cb.len = 5 + TALLY_KEY_MAX + 1 + TALLY_ID_MAX;
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
                                       items, &n, &out, &done),
                    TALLY_OK);
   /* garbage of every length, NULL data with a length */
   memset(buf, 0xA7, sizeof buf);
   for (cut = 1; cut < 40; cut++) {
     cb.len = cut;
-    assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
+    assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
                                         items, &n, &out, &done),
                      TALLY_EINVAL);
   }
   cb.data = NULL;
   cb.len = 5;
-  assert_int_equal(tally_agg_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
+  assert_int_equal(tu_paginate(f->agg, NULL, NULL, TALLY_ASC, &cb, 4,
                                       items, &n, &out, &done),
                    TALLY_EINVAL);
   /* malformed even for a missing namespace */
@@ -1628,7 +1629,7 @@ static void test_paginate_malformed(void **state) {
     tally_bytes nsx = {"nx", 2};
     cb.data = buf;
     cb.len = 3;
-    assert_int_equal(tally_agg_paginate(f->agg, &nsx, NULL, TALLY_ASC, &cb, 4,
+    assert_int_equal(tu_paginate(f->agg, &nsx, NULL, TALLY_ASC, &cb, 4,
                                         items, &n, &out, &done),
                      TALLY_EINVAL);
   }

@@ -671,6 +671,157 @@ static void test_null_refused(void **state) {
   tally_agg_free(agg);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Pages and their cursor                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* keys 0..9, two ids each (ids k*10 and k*10+1) */
+static tally_agg *ten_keys(void) {
+  tally_agg *agg = NULL;
+  tally_agg_options o;
+  memset(&o, 0, sizeof o);
+  o.node_size = 4;
+  assert_int_equal(tally_agg_new(&o, &agg), TALLY_OK);
+  unsigned char b[8];
+  for (int k = 0; k < 10; k++)
+    for (int j = 0; j < 2; j++)
+      assert_int_equal(tally_agg_insert(agg, NULL, TALLY_KEY_INT(k),
+                                        tally_id_int(k * 10 + j, b), k),
+                       TALLY_OK);
+  return agg;
+}
+
+static int64_t key_of(const tally_entry *e) {
+  int64_t v = -1;
+  assert_int_equal(tally_key_to_int(e->key, &v), TALLY_OK);
+  return v;
+}
+
+/* Page through everything bounds admit, starting from cursor `start`;
+ * every item is checked against lo..hi (inclusive keys). */
+static size_t page_through(const tally_agg *agg, const tally_bounds *b,
+                           tally_order order, const tally_page_cursor *start,
+                           int64_t lo, int64_t hi) {
+  tally_page *page = NULL;
+  const tally_page_cursor *cur = start;
+  size_t total = 0;
+  assert_int_equal(tally_page_new(NULL, &page), TALLY_OK);
+  do {
+    assert_int_equal(tally_agg_paginate(agg, NULL, b, order, cur, 3, page),
+                     TALLY_OK);
+    for (size_t i = 0; i < tally_page_count(page); i++) {
+      int64_t k = key_of(&tally_page_items(page)[i]);
+      assert_true(k >= lo && k <= hi);
+    }
+    total += tally_page_count(page);
+    cur = tally_page_next(page); /* the page's own cursor, reused in place */
+  } while (!tally_page_done(page));
+  assert_int_equal(tally_page_next(page)->len, 0);
+  tally_page_free(page);
+  return total;
+}
+
+/* A cursor from another query never takes a page outside its bounds. */
+static void test_cursor_stays_in_bounds(void **state) {
+  (void)state;
+  tally_agg *agg = ten_keys();
+  tally_page *page = NULL;
+  assert_int_equal(tally_page_new(NULL, &page), TALLY_OK);
+  /* first page of the unbounded listing: keys 0 0 1 1 2 */
+  assert_int_equal(tally_agg_paginate(agg, NULL, NULL, TALLY_ASC, NULL, 5,
+                                      page),
+                   TALLY_OK);
+  tally_page_cursor foreign = *tally_page_next(page);
+  assert_true(foreign.len > 0);
+
+  tally_bounds eq5 = tally_bounds_eq(TALLY_KEY_INT(5));
+  assert_int_equal(page_through(agg, &eq5, TALLY_ASC, &foreign, 5, 5), 2);
+
+  tally_bounds ge7 = tally_bounds_ge(TALLY_KEY_INT(7));
+  assert_int_equal(page_through(agg, &ge7, TALLY_ASC, &foreign, 7, 9), 6);
+
+  /* a cursor past the upper bound gives nothing, not what lies beyond */
+  tally_bounds le1 = tally_bounds_le(TALLY_KEY_INT(1));
+  assert_int_equal(page_through(agg, &le1, TALLY_ASC, &foreign, 0, 1), 0);
+
+  /* descending: first page from the top is 9 9 8 8 7 */
+  assert_int_equal(tally_agg_paginate(agg, NULL, NULL, TALLY_DESC, NULL, 5,
+                                      page),
+                   TALLY_OK);
+  foreign = *tally_page_next(page);
+  assert_int_equal(page_through(agg, &eq5, TALLY_DESC, &foreign, 5, 5), 2);
+  tally_bounds le3 = tally_bounds_le(TALLY_KEY_INT(3));
+  assert_int_equal(page_through(agg, &le3, TALLY_DESC, &foreign, 0, 3), 8);
+  /* its own order only */
+  assert_int_equal(tally_agg_paginate(agg, NULL, NULL, TALLY_ASC, &foreign, 5,
+                                      page),
+                   TALLY_EINVAL);
+  /* rebuilt from stored bytes, it works the same */
+  unsigned char stored[TALLY_PAGE_CURSOR_MAX];
+  size_t stored_len = foreign.len;
+  memcpy(stored, foreign.data, stored_len);
+  tally_page_cursor back;
+  tally_bytes sb = {stored, stored_len};
+  assert_int_equal(tally_page_cursor_set(&back, sb), TALLY_OK);
+  assert_int_equal(tally_agg_paginate(agg, NULL, NULL, TALLY_DESC, &back, 2,
+                                      page),
+                   TALLY_OK);
+  assert_int_equal(key_of(&tally_page_items(page)[0]), 7);
+  tally_page_free(page);
+  tally_agg_free(agg);
+}
+
+/* A page of small items costs about what the items are. */
+static void test_page_memory(void **state) {
+  (void)state;
+  tally_agg *agg = NULL;
+  assert_int_equal(tally_agg_new(NULL, &agg), TALLY_OK);
+  unsigned char b[8];
+  for (int i = 0; i < 1000; i++)
+    assert_int_equal(tally_agg_insert(agg, NULL, TALLY_KEY_INT(i),
+                                      tally_id_int(i, b), 1.0),
+                     TALLY_OK);
+  tu_alloc ta;
+  tu_alloc_init(&ta);
+  tally_page *page = NULL;
+  assert_int_equal(tally_page_new(&ta.hooks, &page), TALLY_OK);
+  assert_int_equal(tally_agg_paginate(agg, NULL, NULL, TALLY_ASC, NULL, 100,
+                                      page),
+                   TALLY_OK);
+  assert_int_equal(tally_page_count(page), 100);
+  /* 100 items of a 9-byte key and an 8-byte id: entries + bytes, plus
+   * the page itself and buffer slack - far from 100 x sizeof(tally_item) */
+  size_t items = 100 * (sizeof(tally_entry) + 9 + 8);
+  assert_true(ta.live_bytes < items + sizeof(tally_page_cursor) + 4096);
+  assert_true(ta.live_bytes < 100 * sizeof(tally_item) / 4);
+  /* reusing the page for the next page allocates nothing more */
+  size_t before = ta.live_bytes;
+  long calls = ta.calls;
+  tally_page_cursor next = *tally_page_next(page);
+  assert_int_equal(tally_agg_paginate(agg, NULL, NULL, TALLY_ASC, &next, 100,
+                                      page),
+                   TALLY_OK);
+  assert_int_equal(ta.live_bytes, before);
+  assert_int_equal(ta.calls, calls);
+  assert_int_equal(key_of(&tally_page_items(page)[0]), 100);
+  /* allocation failure: an error, then the page works again */
+  tally_page *fresh = NULL;
+  assert_int_equal(tally_page_new(&ta.hooks, &fresh), TALLY_OK);
+  tu_alloc_fail_at(&ta, 1, true);
+  assert_int_equal(tally_agg_paginate(agg, NULL, NULL, TALLY_ASC, NULL, 100,
+                                      fresh),
+                   TALLY_ENOMEM);
+  tu_alloc_fail_at(&ta, 0, false);
+  assert_int_equal(tally_agg_paginate(agg, NULL, NULL, TALLY_ASC, NULL, 100,
+                                      fresh),
+                   TALLY_OK);
+  assert_int_equal(tally_page_count(fresh), 100);
+  tally_page_free(fresh);
+  tally_page_free(page);
+  assert_int_equal(ta.live_blocks, 0);
+  tally_agg_free(agg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_missing_row_vs_doomed),
@@ -685,6 +836,9 @@ int main(void) {
       cmocka_unit_test(test_one_line_keys),
       cmocka_unit_test(test_sum_limit),
       cmocka_unit_test(test_null_refused),
+      cmocka_unit_test(test_cursor_stays_in_bounds),
+      cmocka_unit_test(test_page_memory),
+
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -269,7 +269,8 @@ static uint64_t rank_of(fx *f, tally__edge_kind kind, const char *key,
 /* Small hand-checked trees                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* SEMANTICS 4.6 over keys 10,20,20,30: ranks before and after keys. */
+/* README.md, Behaviour contract §4.6 over keys 10,20,20,30: ranks before
+ * and after keys. */
 static void test_semantics_example(void **state) {
   fx f;
   const char *ids[] = {"a", "b", "c", "d"};

@@ -53,8 +53,6 @@ static tally_bytes mt_view(const mt_bytes *k) {
 /* Bounds with their own key storage; never copied (points into itself). */
 typedef struct mt_bounds {
   tally_bounds b;
-  tally_bound lo, hi;
-  tally_bytes eq, prefix;
   mt_bytes lk, li, hk, hid, ek;
   const tally_bounds *p; /* &b, or NULL for "no bounds" */
   char desc[64];
@@ -323,25 +321,22 @@ static void mt_probe_id(mt_run *R, int ns, mt_bytes *id) {
     mt_gen_id(R, id);
 }
 
-static void mt_side(mt_run *R, int ns, tally_bound *bd, mt_bytes *k,
-                    mt_bytes *id) {
+static tally_bound mt_side(mt_run *R, int ns, mt_bytes *k, mt_bytes *id) {
   mt_probe_key(R, ns, k);
-  bd->key = mt_view(k);
-  bd->has_id = mt_chance(R, 40);
-  bd->inclusive = mt_chance(R, 50);
-  if (bd->has_id) {
+  bool has_id = mt_chance(R, 40);
+  bool incl = mt_chance(R, 50);
+  if (has_id) {
     mt_probe_id(R, ns, id);
-    bd->id = mt_view(id);
-  } else {
-    bd->id.data = NULL;
-    bd->id.len = 0;
+    return incl ? tally_incl_id(mt_view(k), mt_view(id))
+                : tally_excl_id(mt_view(k), mt_view(id));
   }
+  return incl ? tally_incl(mt_view(k)) : tally_excl(mt_view(k));
 }
 
 /* Random bounds of every form over namespace ns. */
 static void mt_gen_bounds(mt_run *R, int ns, mt_bounds *B) {
   static const char *const grp[] = {"", "g", "ga", "gb", "gab", "x"};
-  memset(&B->b, 0, sizeof B->b);
+  B->b = tally_bounds_all();
   B->p = &B->b;
   uint64_t x = mt_below(R, 100);
   if (x < 15) {
@@ -351,24 +346,20 @@ static void mt_gen_bounds(mt_run *R, int ns, mt_bounds *B) {
     snprintf(B->desc, sizeof B->desc, "all-NULL");
   } else if (x < 60) {
     uint64_t w = mt_below(R, 3);
-    if (w != 1) {
-      mt_side(R, ns, &B->lo, &B->lk, &B->li);
-      B->b.lower = &B->lo;
-    }
-    if (w != 0) {
-      mt_side(R, ns, &B->hi, &B->hk, &B->hid);
-      B->b.upper = &B->hi;
-    }
+    const tally_bound *lo = &B->b.lower, *hi = &B->b.upper;
+    bool has_lo = w != 1, has_hi = w != 0;
+    if (has_lo)
+      B->b.lower = mt_side(R, ns, &B->lk, &B->li);
+    if (has_hi)
+      B->b.upper = mt_side(R, ns, &B->hk, &B->hid);
     snprintf(B->desc, sizeof B->desc, "range(%s%s%s, %s%s%s)",
-             B->b.lower ? (B->lo.inclusive ? "[" : "(") : "-",
-             B->b.lower && B->lo.has_id ? "id" : "",
-             B->b.lower ? "lo" : "inf", B->b.upper ? "hi" : "inf",
-             B->b.upper && B->hi.has_id ? "id" : "",
-             B->b.upper ? (B->hi.inclusive ? "]" : ")") : "-");
+             has_lo ? (lo->kind == TALLY_INCLUSIVE ? "[" : "(") : "-",
+             has_lo && lo->has_id ? "id" : "", has_lo ? "lo" : "inf",
+             has_hi ? "hi" : "inf", has_hi && hi->has_id ? "id" : "",
+             has_hi ? (hi->kind == TALLY_INCLUSIVE ? "]" : ")") : "-");
   } else if (x < 75) {
     mt_probe_key(R, ns, &B->ek);
-    B->eq = mt_view(&B->ek);
-    B->b.eq = &B->eq;
+    B->b = tally_bounds_eq(mt_view(&B->ek));
     snprintf(B->desc, sizeof B->desc, "eq");
   } else if (x < 90) {
     /* a tuple prefix [s] (or []) built with tally_key_prefix */
@@ -381,15 +372,13 @@ static void mt_gen_bounds(mt_run *R, int ns, mt_bounds *B) {
     assert_int_equal(tally_key_prefix(&kb, &v), TALLY_OK);
     B->ek.len = v.len;
     memcpy(B->ek.b, v.data, v.len);
-    B->prefix = mt_view(&B->ek);
-    B->b.prefix = &B->prefix;
+    B->b = tally_bounds_prefix(mt_view(&B->ek));
     snprintf(B->desc, sizeof B->desc, "tuple-prefix");
   } else {
     /* a raw byte prefix of some key (possibly empty or the whole key) */
     mt_probe_key(R, ns, &B->ek);
     B->ek.len = (size_t)mt_below(R, B->ek.len + 1);
-    B->prefix = mt_view(&B->ek);
-    B->b.prefix = &B->prefix;
+    B->b = tally_bounds_prefix(mt_view(&B->ek));
     snprintf(B->desc, sizeof B->desc, "byte-prefix(%zu)", B->ek.len);
   }
 }
@@ -616,16 +605,12 @@ static void mt_read_bad_bounds(mt_run *R) {
   assert_non_null(B);
   mt_gen_bounds(R, 0, B);
   mt_probe_key(R, 0, &B->ek);
-  B->eq = mt_view(&B->ek);
-  B->prefix = mt_view(&B->ek);
-  memset(&B->b, 0, sizeof B->b);
-  B->b.eq = &B->eq;
+  B->b = tally_bounds_eq(mt_view(&B->ek));
   if (mt_chance(R, 50)) {
-    B->b.prefix = &B->prefix;
+    B->b.prefix = mt_view(&B->ek);
+    B->b.has_prefix = true;
   } else {
-    B->lo.key = mt_view(&B->ek);
-    B->lo.has_id = false;
-    B->b.lower = &B->lo;
+    B->b.lower = tally_incl(mt_view(&B->ek));
   }
   MCHK_RC(R, tally_agg_count(R->agg, NULL, &B->b, &c), TALLY_EINVAL);
   MCHK(R, c == 0);
@@ -680,7 +665,7 @@ static void mt_full_paginate(mt_run *R, int ns, tally_order order,
     cv.len = first ? 0 : next.len;
     n_items = 999;
     MCHK_RC(R,
-            tally_agg_paginate(R->agg, mt_ns(R, ns), B->p, order,
+            tu_paginate(R->agg, mt_ns(R, ns), B->p, order,
                                first ? NULL : &cv, page, R->items, &n_items,
                                &next, &done),
             TALLY_OK);
@@ -697,7 +682,7 @@ static void mt_full_paginate(mt_run *R, int ns, tally_order order,
   cv.data = next.data;
   cv.len = 0;
   MCHK_RC(R,
-          tally_agg_paginate(R->agg, mt_ns(R, ns), B->p, order, &cv, page,
+          tu_paginate(R->agg, mt_ns(R, ns), B->p, order, &cv, page,
                              R->items, &n_items, &next, &done),
           TALLY_OK);
   MCHK(R, n_items == 0 && done && next.len == 0);
@@ -823,7 +808,7 @@ static void mt_pager_step(mt_run *R) {
   bool done = false;
   tally_page_cursor next;
   MCHK_RC(R,
-          tally_agg_paginate(R->agg, mt_ns(R, P->ns), P->b.p, P->order,
+          tu_paginate(R->agg, mt_ns(R, P->ns), P->b.p, P->order,
                              P->last ? &cv : NULL, P->page_size, R->items,
                              &n_items, &next, &done),
           TALLY_OK);

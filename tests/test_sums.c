@@ -1,5 +1,5 @@
 /*
- * test_sums.c - sums do not drift (SEMANTICS decision 9).
+ * test_sums.c - sums do not drift (README.md, Behaviour contract §9.3).
  *
  * A long random sequence of inserts, deletes and sum updates with values
  * spread log-uniformly over 1e-3..1e15; every so often the total and sums
@@ -121,12 +121,13 @@ static void su_check_ranges(su_state *S, int n) {
     long b = a + (long)tu_rng_below(&S->r, q % 2 ? 64 : SU_SLOTS);
     if (b >= SU_SLOTS)
       b = SU_SLOTS - 1;
-    tally_bound lo = {S->key[a], {NULL, 0}, false, true};
-    tally_bound hi = {S->key[b], {NULL, 0}, false, tu_rng_below(&S->r, 2) != 0};
-    tally_bounds bd = {&lo, &hi, NULL, NULL};
+    bool hi_incl = tu_rng_below(&S->r, 2) != 0;
+    tally_bounds bd = tally_bounds_between(
+        tally_incl(S->key[a]),
+        hi_incl ? tally_incl(S->key[b]) : tally_excl(S->key[b]));
     su_wide ref = {0, 0};
     uint64_t cnt = 0, c = 0;
-    long last = hi.inclusive ? b : b - 1;
+    long last = hi_incl ? b : b - 1;
     for (long i = a; i <= last; i++)
       if (S->present[i]) {
         su_add(&ref, S->scaled[i]);

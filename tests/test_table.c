@@ -491,7 +491,8 @@ static void test_plain_writes(void **state) {
   assert_int_equal(tally_key_compare(tally_item_key(&it), k30), 0);
   assert_int_equal(tally_key_compare(tally_item_id(&it), rid(&a, b)), 0);
 
-  /* Replace that changes nothing (decision 14): same result. */
+  /* Replace that changes nothing (README.md, Behaviour contract §6.3): same
+   * result. */
   for (int i = 0; i < N_T; i++) {
     dump d = dump_of(tally_table_agg(f.t[i]));
     assert_int_equal(tally_table_replace(f.t[i], NULL, rid(&a, b), &a2, &a2),
@@ -802,8 +803,7 @@ static void test_three_aggregates(void **state) {
     below_50 += score < 50;
   }
   /* leaderboard: rank of a score */
-  tally_bound up = {tu_key_int(&kb, 50), {NULL, 0}, false, false};
-  tally_bounds bd = {NULL, &up, NULL, NULL};
+  tally_bounds bd = tally_bounds_lt(tu_key_int(&kb, 50));
   uint64_t n;
   assert_int_equal(
       tally_agg_count(tally_table_agg(f.t[T_SCORE]), NULL, &bd, &n), TALLY_OK);
@@ -816,7 +816,7 @@ static void test_three_aggregates(void **state) {
     tally_key_tuple_begin(&lb);
     tally_key_cstr(&lb, users[u]);
     assert_int_equal(tally_key_prefix(&lb, &pre), TALLY_OK);
-    tally_bounds pb = {NULL, NULL, NULL, &pre};
+    tally_bounds pb = tally_bounds_prefix(pre);
     assert_int_equal(tally_agg_count_sum(tally_table_agg(f.t[T_USER_SCORE]),
                                          NULL, &pb, &n, &s),
                      TALLY_OK);
@@ -870,8 +870,7 @@ static void test_index_of_row_ties(void **state) {
     rows[k] = fx_add(&f, "ann", 7, 1.0); /* all tied; ids increase */
   fx_add(&f, "ann", 9, 0.0);
 
-  tally_bound lo = {tu_key_int(&kb, 7), {NULL, 0}, false, true};
-  tally_bounds bd = {&lo, NULL, NULL, NULL};
+  tally_bounds bd = tally_bounds_ge(tu_key_int(&kb, 7));
   for (int k = 0; k < 12; k++) {
     uint64_t asc, desc, basc;
     for (int i = 0; i < N_T; i++) {
@@ -886,7 +885,7 @@ static void test_index_of_row_ties(void **state) {
                        TALLY_OK);
       assert_int_equal(desc, (uint64_t)(12 - 1 - k) + 1); /* before 9 */
     }
-    /* with bounds: only admitted items count (decision 6) */
+    /* with bounds: only admitted items count (contract §4.6) */
     assert_int_equal(tally_table_index_of_row(f.t[T_SCORE], NULL, rid(&rows[k], b),
                                               &rows[k], &bd, TALLY_ASC, &basc),
                      TALLY_OK);
@@ -1368,9 +1367,8 @@ static void naive_counts(fx *f, int i, tally_verify_report *rep) {
       xt_ns_user(&xr, &nb, &has, &f->x);
       assert_int_equal(tally_key_finish(&nb, &ns), TALLY_OK);
     }
-    tally_bound lo = {key, rid(r, b), true, true};
-    tally_bound hi = {key, rid(r, b), true, true};
-    tally_bounds bd = {&lo, &hi, NULL, NULL};
+    tally_bounds bd = tally_bounds_between(tally_incl_id(key, rid(r, b)),
+                                           tally_incl_id(key, rid(r, b)));
     tally_item it;
     int rc = tally_agg_min(agg, i == T_USER ? &ns : NULL, &bd, &it);
     if (rc == TALLY_ENOTFOUND) {

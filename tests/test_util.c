@@ -165,3 +165,61 @@ tally_bytes tu_key_pair(tally_keybuf *kb, const char *s, int64_t v) {
   assert_int_equal(tally_key_finish(kb, &out), TALLY_OK);
   return out;
 }
+
+void tu_item_of(const tally_entry *e, tally_item *out) {
+  memset(out, 0, sizeof *out);
+  out->key_len = e->key.len;
+  out->id_len = e->id.len;
+  out->sum = e->sum;
+  memcpy(out->key, e->key.data, e->key.len);
+  if (e->id.len > 0)
+    memcpy(out->id, e->id.data, e->id.len);
+}
+
+int tu_paginate(const tally_agg *agg, const tally_bytes *ns,
+                const tally_bounds *bounds, tally_order order,
+                const tally_bytes *cursor, size_t page_size, tally_item *items,
+                size_t *n_items, tally_page_cursor *next, bool *done) {
+  tally_page *page = NULL;
+  tally_page_cursor cur;
+  int rc;
+
+  if (cursor != NULL) {
+    rc = tally_page_cursor_set(&cur, *cursor);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  if (tally_page_new(NULL, &page) != TALLY_OK)
+    return TALLY_ENOMEM;
+  rc = tally_agg_paginate(agg, ns, bounds, order, cursor ? &cur : NULL,
+                          page_size, page);
+  if (rc == TALLY_OK) {
+    size_t n = tally_page_count(page);
+    const tally_entry *e = tally_page_items(page);
+    for (size_t i = 0; i < n; i++)
+      tu_item_of(&e[i], &items[i]);
+    *n_items = n;
+    *next = *tally_page_next(page);
+    *done = tally_page_done(page);
+  }
+  tally_page_free(page);
+  return rc;
+}
+
+tally_bounds tu_bounds(const tally_bound *lower, const tally_bound *upper,
+                       const tally_bytes *eq, const tally_bytes *prefix) {
+  tally_bounds b = tally_bounds_all();
+  if (lower != NULL)
+    b.lower = *lower;
+  if (upper != NULL)
+    b.upper = *upper;
+  if (eq != NULL) {
+    b.eq = *eq;
+    b.has_eq = true;
+  }
+  if (prefix != NULL) {
+    b.prefix = *prefix;
+    b.has_prefix = true;
+  }
+  return b;
+}

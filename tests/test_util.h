@@ -66,4 +66,21 @@ tally_bytes tu_key_int(tally_keybuf *kb, int64_t v);
 tally_bytes tu_key_str(tally_keybuf *kb, const char *s);
 tally_bytes tu_key_pair(tally_keybuf *kb, const char *s, int64_t v);
 
+/* One page through tally_agg_paginate, in the shape older tests use: the
+ * cursor as bytes (NULL for the first page), the items copied into
+ * tally_item, the next cursor's bytes in *next. Same results as the
+ * public call; the page it uses is private to the call. */
+int tu_paginate(const tally_agg *agg, const tally_bytes *ns,
+                const tally_bounds *bounds, tally_order order,
+                const tally_bytes *cursor, size_t page_size, tally_item *items,
+                size_t *n_items, tally_page_cursor *next, bool *done);
+
+/* Copy a page entry into a tally_item. */
+void tu_item_of(const tally_entry *e, tally_item *out);
+
+/* Bounds from optional parts (NULL = that part absent), the shape older
+ * tests use. The result borrows the bytes, like the public constructors. */
+tally_bounds tu_bounds(const tally_bound *lower, const tally_bound *upper,
+                       const tally_bytes *eq, const tally_bytes *prefix);
+
 #endif

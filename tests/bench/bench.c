@@ -1,5 +1,5 @@
 /*
- * bench.c - tally side by side with its peers (issue 4).
+ * bench.c - tally side by side with its peers.
  *
  * One process run builds the same items for every contender, runs the same
  * queries on each, checks that they all give the same answers, and prints
@@ -543,7 +543,8 @@ typedef struct bn_tally {
   tally_agg *agg;
   bn_mem mem;
   tally_allocator hooks;
-  tally_item *items; /* BN_PAGE items for paginate */
+  tally_item *items; /* scratch items */
+  tally_page *page;  /* reused by every paginate */
   tally_item probe;  /* the item at a page's offset */
 } bn_tally;
 
@@ -563,12 +564,16 @@ static void *ta_open(void) {
   if (rc != TALLY_OK)
     bn_die("tally_agg_new: %s", tally_strerror(rc));
   t->items = bn_xmalloc(BN_PAGE * sizeof *t->items);
+  rc = tally_page_new(NULL, &t->page);
+  if (rc != TALLY_OK)
+    bn_die("tally_page_new: %s", tally_strerror(rc));
   return t;
 }
 
 static void ta_close(void *self) {
   bn_tally *t = self;
   tally_agg_free(t->agg);
+  tally_page_free(t->page);
   free(t->items);
   free(t);
 }
@@ -643,18 +648,9 @@ static void ta_range(void *self, int64_t lo, int64_t hi, uint64_t *n,
                      double *s) {
   bn_tally *t = self;
   tally_keybuf kl, kh;
-  tally_bound l, h;
-  tally_bounds b;
+  tally_bounds b = tally_bounds_between(tally_incl(ta_key(&kl, lo)),
+                                        tally_incl(ta_key(&kh, hi)));
   int rc;
-  memset(&l, 0, sizeof l);
-  memset(&h, 0, sizeof h);
-  memset(&b, 0, sizeof b);
-  l.key = ta_key(&kl, lo);
-  l.inclusive = true;
-  h.key = ta_key(&kh, hi);
-  h.inclusive = true;
-  b.lower = &l;
-  b.upper = &h;
   rc = tally_agg_count_sum(t->agg, NULL, &b, n, s);
   if (rc != TALLY_OK)
     bn_die("tally_agg_count_sum: %s", tally_strerror(rc));
@@ -664,11 +660,8 @@ static void ta_range(void *self, int64_t lo, int64_t hi, uint64_t *n,
  * starting there (the page cursor names positions, not offsets). */
 static uint64_t ta_page(void *self, uint64_t off, size_t len) {
   bn_tally *t = self;
-  tally_bound l;
   tally_bounds b;
-  tally_page_cursor next;
   size_t got = 0, i;
-  bool done = false;
   uint64_t h = 0;
   int rc;
   if (len > BN_PAGE)
@@ -676,20 +669,20 @@ static uint64_t ta_page(void *self, uint64_t off, size_t len) {
   rc = tally_agg_at(t->agg, NULL, NULL, (int64_t)off, &t->probe);
   if (rc != TALLY_OK)
     bn_die("tally_agg_at: %s", tally_strerror(rc));
-  memset(&l, 0, sizeof l);
-  memset(&b, 0, sizeof b);
-  l.key = tally_item_key(&t->probe);
-  l.id = tally_item_id(&t->probe);
-  l.has_id = true;
-  l.inclusive = true;
-  b.lower = &l;
-  rc = tally_agg_paginate(t->agg, NULL, &b, TALLY_ASC, NULL, len, t->items,
-                          &got, &next, &done);
+  b = tally_bounds_between(tally_incl_id(tally_item_key(&t->probe),
+                                        tally_item_id(&t->probe)),
+                           tally_unbounded());
+  rc = tally_agg_paginate(t->agg, NULL, &b, TALLY_ASC, NULL, len, t->page);
   if (rc != TALLY_OK)
     bn_die("tally_agg_paginate: %s", tally_strerror(rc));
+  got = tally_page_count(t->page);
   for (i = 0; i < got; i++) {
+    const tally_entry *e = &tally_page_items(t->page)[i];
     bench_item it;
-    ta_decode(&t->items[i], &it);
+    if (tally_key_to_int(e->key, &it.key) != TALLY_OK ||
+        tally_id_to_int(e->id, &it.id) != TALLY_OK)
+      bn_die("tally: page item is not an int key and id");
+    it.val = e->sum;
     h = bench_digest(h, &it);
   }
   return h;
