@@ -890,7 +890,10 @@ TALLY_API void tally_cursor_close(tally_cursor *c);
  * key; LE: last with key <= key; LT: last with key < key). Each copies the
  * item it lands on into out (may be NULL) and returns TALLY_OK, or
  * TALLY_ENOTFOUND when there is no such item (the cursor is then
- * unpositioned). O(B log n).
+ * unpositioned). tally_cursor_seek checks key and id as writes do:
+ * TALLY_EINVAL for a view with data NULL and len > 0 or a rel outside
+ * tally_rel, TALLY_EBADKEY for an empty or oversized key or an oversized
+ * id. NULL c is TALLY_EINVAL. O(B log n).
  */
 TALLY_API int tally_cursor_first(tally_cursor *c, tally_item *out);
 TALLY_API int tally_cursor_last(tally_cursor *c, tally_item *out);
@@ -995,8 +998,9 @@ typedef struct tally_table_options {
  * or a non-finite or oversized sum; TALLY_EHOOK when an extractor returns
  * nonzero (its raw value is kept for tally_table_hook_error, by reads as
  * well as writes); TALLY_EBADKEY for an oversized key, namespace or id, or
- * a key or namespace the extractor left unfinished or malformed (sticky
- * errors of the key builder pass through); TALLY_ENOMEM; and the codes of
+ * a key or namespace the extractor left unfinished or malformed (a
+ * sticky error of the key builder, EINVAL included, is TALLY_EBADKEY here:
+ * the key is what is wrong); TALLY_ENOMEM; and the codes of
  * the aggregate call each one maps to. On any error nothing changed. Rows
  * are borrowed for the call; tally keeps copies of keys, namespaces and
  * ids only. The same id must be passed with a row every time: it is the

@@ -36,9 +36,10 @@
  *     agg_born_in_txn).
  *  5. version grows on every write that reached the trees and on every
  *     rollback; cursors positioned under an older version refuse to move.
- *  6. doom is TALLY_OK outside a transaction and whenever doom_on_fail is
- *     false; once set, every write returns TALLY_EBADTXN until the
- *     transaction ends.
+ *  6. doom is NULL outside a transaction and outside tally_db ones; in a
+ *     tally_db transaction it points at the error shared by every
+ *     aggregate of the db: once that is set, every write to any of them
+ *     returns TALLY_EBADTXN until the transaction ends.
  */
 #include <math.h>
 #include <stdio.h>
@@ -66,9 +67,8 @@ struct tally_agg {
   uint64_t version;   /* bumped by writes and rollbacks (invariant 5) */
   uint64_t txn;       /* serial of the open (or last) transaction */
   uint64_t none_born; /* txn serial none was created in; 0 outside */
-  bool doom_on_fail;  /* the open transaction fails with its first failed
-                         write (set by a tally_db for its transactions) */
-  int doom;           /* that first failure, TALLY_OK until then */
+  int *doom;          /* the first failure of the tally_db transaction this
+                         one belongs to (shared), or NULL (invariant 6) */
 };
 
 struct tally_cursor {
@@ -716,7 +716,7 @@ static int agg_note(tally_agg *agg, int rc) {
 }
 
 static bool agg_doomed(const tally_agg *agg) {
-  return agg != NULL && agg->doom != TALLY_OK;
+  return agg != NULL && tally__agg_doomed(agg) != TALLY_OK;
 }
 
 int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
@@ -800,8 +800,7 @@ int tally_agg_begin(tally_agg *agg) {
     return TALLY_EBADTXN;
   agg->in_txn = true;
   agg->txn++;
-  agg->doom_on_fail = false;
-  agg->doom = TALLY_OK;
+  agg->doom = NULL;
   return TALLY_OK;
 }
 
@@ -810,11 +809,11 @@ int tally_agg_commit(tally_agg *agg) {
     return TALLY_EINVAL;
   if (!agg->in_txn)
     return TALLY_EBADTXN;
-  if (agg->doom != TALLY_OK)
+  if (tally__agg_doomed(agg) != TALLY_OK)
     return TALLY_EBADTXN; /* a doomed transaction can only roll back */
   tally__undo_commit(&agg->cx.undo);
   agg->in_txn = false;
-  agg->doom_on_fail = false;
+  agg->doom = NULL;
   return TALLY_OK;
 }
 
@@ -824,22 +823,23 @@ void tally_agg_rollback(tally_agg *agg) {
   /* The log was empty at begin (invariant 4), so 0 is begin's mark. */
   tally__undo_rollback(&agg->cx.undo, 0);
   agg->in_txn = false;
-  agg->doom_on_fail = false;
-  agg->doom = TALLY_OK;
+  agg->doom = NULL;
   agg->version++;
 }
 
-void tally__agg_doom_on_fail(tally_agg *agg) {
+void tally__agg_doom_on_fail(tally_agg *agg, int *shared) {
   if (agg->in_txn)
-    agg->doom_on_fail = true;
+    agg->doom = shared;
 }
 
 void tally__agg_doom(tally_agg *agg, int rc) {
-  if (agg->in_txn && agg->doom_on_fail && agg->doom == TALLY_OK)
-    agg->doom = rc;
+  if (agg->in_txn && agg->doom != NULL && *agg->doom == TALLY_OK)
+    *agg->doom = rc;
 }
 
-int tally__agg_doomed(const tally_agg *agg) { return agg->doom; }
+int tally__agg_doomed(const tally_agg *agg) {
+  return agg->doom != NULL ? *agg->doom : TALLY_OK;
+}
 
 bool tally_agg_in_txn(const tally_agg *agg) {
   return agg != NULL && agg->in_txn;
