@@ -68,6 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int rc;
 
   memset(&o, 0, sizeof o);
+  memset(&cur, 0, sizeof cur); /* len 0 until a page hands one out */
   o.node_size = sizes[fz_byte(&in) % 4];
   FZ_CHECK(tally_agg_new(&o, &agg) == TALLY_OK);
   FZ_CHECK(tally_page_new(NULL, &page) == TALLY_OK);
