@@ -1116,11 +1116,10 @@ int tally_agg_random(const tally_agg *agg, const tally_bytes *ns,
   agg_span(t, &lo, &hi, &first, &n);
   if (n == 0)
     return TALLY_ENOTFOUND;
-  /* u * n can round up to n for u just below 1 */
+  /* u * n can round up to n for u just below 1; below n, f converts to
+   * at most n - 1 */
   f = floor(u * (double)n);
   idx = f >= (double)n ? n - 1 : (uint64_t)f;
-  if (idx >= n)
-    idx = n - 1;
   return tally__tree_at(t, first + idx, out);
 }
 

@@ -493,6 +493,18 @@ static void test_key_edges(void **state) {
   assert_int_equal(tally_key_to_int((tally_bytes){two, sizeof two}, &v),
                    TALLY_EBADKEY);
   assert_int_equal(v, 77);
+  /* negative integers and the extremes read back */
+  int64_t ints[] = {-1, -77, INT64_MIN, INT64_MIN + 1, INT64_MAX, 0};
+  for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+    assert_int_equal(tally_key_to_int(tally_key_of_int(ints[i], two), &v),
+                     TALLY_OK);
+    assert_true(v == ints[i]);
+  }
+  tally_keyreader r;
+  tally_elem e;
+  tally_key_reader(&r, tally_key_of_int(1, two));
+  assert_int_equal(tally_key_next(NULL, &e), TALLY_EINVAL);
+  assert_int_equal(tally_key_next(&r, NULL), TALLY_EINVAL);
 }
 
 
@@ -568,6 +580,28 @@ static void test_oom_load_insert(void **state) {
         for (long k = 1; rc == TALLY_ENOMEM; k++) {
           tu_alloc_fail_at(&al, k, false);
           rc = tally_agg_insert(agg, &ns, e[i].key, idv(n + i, idb), 1.0);
+          tu_alloc_fail_at(&al, 0, false);
+          if (rc == TALLY_ENOMEM) {
+            failures++;
+            now.n = 0;
+            assert_int_equal(tm_dump(agg, &now), TALLY_OK);
+            assert_int_equal(now.n, before.n);
+            assert_memory_equal(now.p, before.p, now.n);
+          }
+        }
+        assert_int_equal(rc, TALLY_OK);
+      }
+      check_agg(agg);
+      /* deletes of every other loaded item: merges and borrows that move
+       * entries between nodes */
+      for (int i = 0; i < n; i += 2) {
+        unsigned char idb[8];
+        before.n = 0;
+        assert_int_equal(tm_dump(agg, &before), TALLY_OK);
+        rc = TALLY_ENOMEM;
+        for (long k = 1; rc == TALLY_ENOMEM; k++) {
+          tu_alloc_fail_at(&al, k, false);
+          rc = tally_agg_delete(agg, &ns, e[i].key, idv(i, idb));
           tu_alloc_fail_at(&al, 0, false);
           if (rc == TALLY_ENOMEM) {
             failures++;
