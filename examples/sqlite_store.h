@@ -46,7 +46,7 @@ typedef struct sqlite_row {
 
 typedef struct sqlite_store {
   tally_store store; /* hand &s->store to tally; udata is s */
-  sqlite3 *db;       /* the connection, owned by the caller */
+  sqlite3 *db;       /* the connection; the caller owns it */
   sqlite3_stmt *st_begin, *st_commit, *st_rollback; /* transactions */
   sqlite3_stmt *st_insert, *st_get, *st_update, *st_delete, *st_scan;
   bool scanning;     /* st_scan is stepping: a nested scan is refused */

@@ -369,7 +369,8 @@ static int agg_drop_if_empty(tally_agg *agg, const tally_bytes *ns) {
 /* Write framing                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* Every write: all of its changes, or none of them (decision 4). */
+/* Every write: all of its changes, or none of them (README.md, Behaviour
+ * contract §9.1). */
 static int agg_finish(tally_agg *agg, size_t mark, int rc) {
   /* A write that failed before logging anything touched nothing, so open
    * cursors may stay valid; anything else moves the version on. */
@@ -622,7 +623,7 @@ static int agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
   int rc = agg_delete(agg, ns, key, id);
   bool did = rc == TALLY_OK;
   if (rc == TALLY_ENOTFOUND)
-    rc = TALLY_OK; /* decision 5: no namespace is created either */
+    rc = TALLY_OK; /* no namespace is created either (contract §5.5) */
   if (rc == TALLY_OK && changed != NULL)
     *changed = did;
   return rc;
@@ -931,7 +932,8 @@ static int agg_check_bounds(const tally_bounds *b) {
 
 /*
  * Turn bounds into the pair of edges (lo, hi) that enclose exactly the
- * admitted items (SEMANTICS section 3). The edges borrow the bounds' bytes.
+ * admitted items (README.md, Behaviour contract §3). The edges borrow the
+ * bounds' bytes.
  */
 static int agg_bounds(const tally_bounds *b, tally__edge *lo,
                       tally__edge *hi) {
@@ -1246,7 +1248,7 @@ int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
   uint64_t rlo, rhi, rc_edge, remaining, take, i;
   int rc;
 
-  /* page_size first (contract: it precedes the end-marker check) */
+  /* page_size first: it precedes the end-marker check (contract §4.9) */
   if (page_size == 0)
     return TALLY_EINVAL;
   if (page == NULL || (order != TALLY_ASC && order != TALLY_DESC))

@@ -45,7 +45,7 @@
 #include "agg_int.h"
 #include "alloc_int.h"
 
-/* Default cascade limit (README.md, Behaviour contract: at least 16). */
+/* Default cascade limit (README.md, Behaviour contract §7.6). */
 #define TRIG_DEFAULT_DEPTH 16
 
 typedef struct trig_entry {
