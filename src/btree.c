@@ -991,7 +991,7 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
   bt_probe pl, ph;
   uint64_t cn;
   double s;
-  unsigned a, b;
+  unsigned a = 0, b = 0; /* set by the loop or the leaf branch */
   *count = 0;
   *sum = 0.0;
   if (nd == NULL)
