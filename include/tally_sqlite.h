@@ -69,9 +69,16 @@ extern "C" {
  * list of named columns, each holding one SQLite value (NULL, INTEGER,
  * REAL, TEXT or BLOB). Rows handed to extractors and to tally_store
  * callers by this component are borrowed: valid for the call only (or, for
- * store->get_row, until release_row). The extractor's row argument (or the
- * data field of tally_row in later versions of tally.h) is a
- * const tally_sqlite_row *.
+ * store->get_row, until release_row). An extractor of an attached table
+ * aggregate receives a tally_row whose data is a const tally_sqlite_row *,
+ * table the table's name and id the rowid (tally_id_int):
+ *
+ *     static int key_score(const tally_row *row, tally_keybuf *key, void *u) {
+ *       int64_t v;
+ *       if (tally_sqlite_row_int(row->data, "score", &v) != TALLY_OK)
+ *         return tally_key_null(key);
+ *       return tally_key_int(key, v);
+ *     }
  *
  * Column names compare ASCII case-insensitively, as in SQL. Rows coming
  * from a table hold every column of the table (PRAGMA table_info order,
@@ -268,9 +275,12 @@ TALLY_API const char *tally_sqlite_errmsg(const tally_sqlite *ts);
  *     log still holds) it backfills t from the table instead and writes a
  *     fresh checkpoint, so the scan happens once.
  * Every process must attach the same name with the same extractors (the
- * checkpoint holds items, not extractors). The extractors receive rows as
- * const tally_sqlite_row * (all columns of table) and the rowid as the id
- * (tally_id_int). t must not be registered with a tally_db through
+ * checkpoint holds items, not extractors). The extractors receive rows
+ * (tally_row.data) as const tally_sqlite_row * (all columns of table) and
+ * the rowid as the id (tally_id_int). An extractor failing on a row makes
+ * every catch-up that meets the row fail (TALLY_EHOOK) until the row or
+ * the extractor changes: extractors should accept every row the table can
+ * hold (NULLs, other types). t must not be registered with a tally_db through
  * tally_db_register_table as well (the log already feeds it); t must stay
  * alive until tally_sqlite_detach or tally_sqlite_close.
  * @param[in] name   1..255 bytes, unique per handle; copied.

@@ -166,31 +166,10 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
 
 /* ---- loading ----------------------------------------------------------- */
 
-/* Fill namespace ns of agg from n sorted entries. Until the core's
- * bottom-up tally_agg_load is available this inserts one by one, checking
- * the order tally_agg_load would check. */
-#ifndef TSQ_HAVE_AGG_LOAD
-#define TSQ_HAVE_AGG_LOAD 0
-#endif
+/* Fill namespace ns of agg from n sorted entries: a bottom-up build. */
 static int load_ns(tally_agg *agg, const tally_bytes *ns,
                    const tally_entry *e, size_t n) {
-#if TSQ_HAVE_AGG_LOAD
   return tally_agg_load(agg, ns, e, n);
-#else
-  for (size_t i = 0; i < n; i++) {
-    if (i > 0) {
-      int c = tally_key_compare(e[i - 1].key, e[i].key);
-      if (c == 0)
-        c = tally_key_compare(e[i - 1].id, e[i].id);
-      if (c >= 0)
-        return TALLY_EINVAL;
-    }
-    int rc = tally_agg_insert(agg, ns, e[i].key, e[i].id, e[i].sum);
-    if (rc != TALLY_OK)
-      return rc;
-  }
-  return TALLY_OK;
-#endif
 }
 
 /* Parse the stream into agg. TALLY_ECORRUPT for a malformed stream. */

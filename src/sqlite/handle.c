@@ -67,10 +67,40 @@ int tsq_step_done(tally_sqlite *ts, sqlite3_stmt *st) {
   return rc;
 }
 
+enum { CTL_BEGIN, CTL_BEGIN_IMMEDIATE, CTL_COMMIT, CTL_ROLLBACK };
+
+/* Run a transaction-control statement, prepared once. */
+static int ctl(tally_sqlite *ts, int which) {
+  static const char *const sql[4] = {"BEGIN", "BEGIN IMMEDIATE", "COMMIT",
+                                     "ROLLBACK"};
+  if (ts->st_ctl[which] == NULL) {
+    int rc = tsq_prepare(ts, sql[which], &ts->st_ctl[which]);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  return tsq_step_done(ts, ts->st_ctl[which]);
+}
+
 /* End whatever SQLite transaction is open (errors ignored). */
 static void db_rollback(tally_sqlite *ts) {
-  if (!sqlite3_get_autocommit(ts->db))
+  if (!sqlite3_get_autocommit(ts->db) && ctl(ts, CTL_ROLLBACK) != TALLY_OK &&
+      !sqlite3_get_autocommit(ts->db))
     sqlite3_exec(ts->db, "ROLLBACK", NULL, NULL, NULL);
+  ts->dv_known = false;
+}
+
+/* Remember the connection's data version and change count: while both
+ * stay the same, nothing was committed that the aggregates lack. */
+static void dv_note(tally_sqlite *ts) {
+  unsigned dv = 0;
+  if (sqlite3_file_control(ts->db, "main", SQLITE_FCNTL_DATA_VERSION, &dv) ==
+      SQLITE_OK) {
+    ts->dv = dv;
+    ts->tc = sqlite3_total_changes(ts->db);
+    ts->dv_known = true;
+  } else {
+    ts->dv_known = false;
+  }
 }
 
 /* Move every position back to at most seq (invariant 3). */
@@ -155,6 +185,8 @@ void tally_sqlite_close(tally_sqlite *ts) {
   sqlite3_finalize(ts->st_head);
   sqlite3_finalize(ts->st_schema);
   sqlite3_finalize(ts->st_pruned);
+  for (int i = 0; i < 4; i++)
+    sqlite3_finalize(ts->st_ctl[i]);
   tsq_store_free(ts);
   tsq_scratch_free(ts);
   tsq_mem m = ts->mem;
@@ -231,9 +263,40 @@ static int reload_all(tally_sqlite *ts) {
   return TALLY_OK;
 }
 
-/* Schema check, then catch-up of every aggregate (see tsq_catchup). */
+/* Whether the fast path may skip a catch-up: same data version and change
+ * count as when the aggregates last matched, nothing stale or pending.
+ * The snapshot must have started (a statement ran in this transaction). */
+static bool nothing_new(tally_sqlite *ts) {
+  if (!ts->dv_known)
+    return false;
+  for (size_t i = 0; i < ts->ntabs; i++)
+    if (ts->tabs[i]->stale || ts->tabs[i]->refill)
+      return false;
+  unsigned dv = 0;
+  if (sqlite3_file_control(ts->db, "main", SQLITE_FCNTL_DATA_VERSION, &dv) !=
+      SQLITE_OK)
+    return false;
+  return dv == ts->dv && sqlite3_total_changes(ts->db) == ts->tc;
+}
+
+/* Schema check, then catch-up of every aggregate (see tsq_catchup). Runs
+ * inside a transaction; its first statement starts the snapshot. */
 static int sync_all(tally_sqlite *ts, bool in_txn) {
-  int rc = tsq_schema_check(ts);
+  int rc = TALLY_OK;
+  if (sqlite3_txn_state(ts->db, "main") == SQLITE_TXN_NONE) {
+    uint64_t head = 0; /* start the snapshot (BEGIN is deferred) */
+    rc = tsq_head(ts, &head);
+    if (rc != TALLY_OK)
+      return rc;
+  }
+  if (nothing_new(ts))
+    return TALLY_OK;
+  unsigned dv = 0;
+  bool have_dv = sqlite3_file_control(ts->db, "main",
+                                      SQLITE_FCNTL_DATA_VERSION,
+                                      &dv) == SQLITE_OK;
+  int tc = sqlite3_total_changes(ts->db);
+  rc = tsq_schema_check(ts);
   if (rc == TALLY_OK)
     rc = tsq_catchup(ts, NULL, in_txn);
   if (rc == TSQ_PRUNED) {
@@ -241,6 +304,9 @@ static int sync_all(tally_sqlite *ts, bool in_txn) {
       return tsq_fail(ts, TALLY_ECORRUPT, "log pruned inside a transaction");
     rc = reload_all(ts);
   }
+  ts->dv_known = rc == TALLY_OK && have_dv;
+  ts->dv = dv;
+  ts->tc = tc;
   return rc;
 }
 
@@ -368,6 +434,7 @@ int tally_sqlite_attach(tally_sqlite *ts, const char *name, const char *table,
     rc = tsq_exec(ts, "COMMIT");
   if (rc == TALLY_OK) {
     ts->schema_known = false; /* our own DDL: recheck next time */
+    ts->dv_known = false;
     if (ts->naggs == 1)
       ts->ckpt_applied = ts->applied;
     return TALLY_OK;
@@ -385,6 +452,7 @@ int tally_sqlite_attach(tally_sqlite *ts, const char *name, const char *table,
   tally_agg_clear_all(tally_table_agg(t));
   agg_free(ts, a);
   ts->schema_known = false;
+  ts->dv_known = false;
   return rc;
 }
 
@@ -476,6 +544,7 @@ int tally_sqlite_drop(tally_sqlite *ts, const char *name) {
     db_rollback(ts);
   tsq_free(&ts->mem, tbl);
   ts->schema_known = false;
+  ts->dv_known = false;
   return rc;
 }
 
@@ -496,7 +565,7 @@ int tally_sqlite_begin(tally_sqlite *ts) {
     return TALLY_EINVAL;
   if (ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN;
-  int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
+  int rc = ctl(ts, CTL_BEGIN_IMMEDIATE);
   if (rc != TALLY_OK)
     return rc;
   rc = sync_all(ts, false);
@@ -562,15 +631,13 @@ int tally_sqlite_commit(tally_sqlite *ts) {
     rc = checkpoint_all(ts);
     ckpt = true;
   }
-  if (rc == TALLY_OK) {
-    int s = sqlite3_exec(ts->db, "COMMIT", NULL, NULL, NULL);
-    if (s != SQLITE_OK)
-      rc = tsq_db_err(ts, s);
-  }
+  if (rc == TALLY_OK)
+    rc = ctl(ts, CTL_COMMIT);
   if (rc != TALLY_OK) {
     write_abort(ts);
     return rc;
   }
+  dv_note(ts); /* our own commit moved the version: nothing else did */
   for (size_t i = 0; i < ts->naggs; i++)
     tally_agg_commit(tally_table_agg(ts->aggs[i]->t));
   if (ckpt)
@@ -596,7 +663,7 @@ int tally_sqlite_read_begin(tally_sqlite *ts) {
     return TALLY_EINVAL;
   if (ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN;
-  int rc = tsq_exec(ts, "BEGIN");
+  int rc = ctl(ts, CTL_BEGIN);
   if (rc == TALLY_OK)
     rc = sync_all(ts, false); /* its first statement starts the snapshot */
   if (rc != TALLY_OK) {
@@ -615,13 +682,10 @@ int tally_sqlite_read_end(tally_sqlite *ts) {
   ts->txn = TSQ_NONE;
   if (sqlite3_get_autocommit(ts->db))
     return TALLY_OK;
-  int s = sqlite3_exec(ts->db, "COMMIT", NULL, NULL, NULL);
-  if (s != SQLITE_OK) {
-    int rc = tsq_db_err(ts, s);
+  int rc = ctl(ts, CTL_COMMIT);
+  if (rc != TALLY_OK)
     db_rollback(ts);
-    return rc;
-  }
-  return TALLY_OK;
+  return rc;
 }
 
 int tally_sqlite_refresh(tally_sqlite *ts) {
@@ -633,14 +697,19 @@ int tally_sqlite_refresh(tally_sqlite *ts) {
     return sync_all(ts, false);
   if (!sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN; /* the caller's own transaction */
-  int rc = tsq_exec(ts, "BEGIN");
+  /* Fast path: one read of the log head in an implicit transaction
+   * updates the data version; unchanged, nothing was committed since. */
+  uint64_t head = 0;
+  int rc = tsq_head(ts, &head);
+  if (rc != TALLY_OK)
+    return rc;
+  if (head == ts->applied && nothing_new(ts))
+    return TALLY_OK;
+  rc = ctl(ts, CTL_BEGIN);
   if (rc == TALLY_OK)
     rc = sync_all(ts, false);
-  if (rc == TALLY_OK) {
-    int s = sqlite3_exec(ts->db, "COMMIT", NULL, NULL, NULL);
-    if (s != SQLITE_OK)
-      rc = tsq_db_err(ts, s);
-  }
+  if (rc == TALLY_OK)
+    rc = ctl(ts, CTL_COMMIT);
   if (rc != TALLY_OK)
     db_rollback(ts);
   return rc;
@@ -664,6 +733,7 @@ int tally_sqlite_checkpoint(tally_sqlite *ts) {
     return rc;
   }
   ts->ckpt_applied = ts->applied;
+  ts->dv_known = false;
   return TALLY_OK;
 }
 
@@ -735,6 +805,7 @@ int tally_sqlite_rebuild(tally_sqlite *ts, const char *name) {
     tab->stale = false;
   }
   ts->schema_known = false;
+  ts->dv_known = false;
   if (rc == TALLY_OK)
     rc = sync_all(ts, false); /* reads the marks: refills those tables */
   for (size_t k = 0; rc == TALLY_OK && k < ts->naggs; k++) {
@@ -753,5 +824,6 @@ int tally_sqlite_rebuild(tally_sqlite *ts, const char *name) {
   }
   tsq_free(&ts->mem, chosen);
   ts->schema_known = false;
+  ts->dv_known = false;
   return rc;
 }

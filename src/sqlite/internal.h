@@ -24,11 +24,11 @@
 
 #include "tally_sqlite.h"
 
-/* Calls of the table aggregate, in one place, so a change of the core's
- * signatures (the table name argument) touches only these lines. */
-#define TSQ_T_INSERT(t, tbl, id, row) tally_table_insert((t), (id), (row))
-#define TSQ_T_DELETE(t, tbl, id, row) tally_table_delete((t), (id), (row))
-#define TSQ_T_REPLACE(t, tbl, id, o, n) tally_table_replace((t), (id), (o), (n))
+/* Calls of the table aggregate, in one place. */
+#define TSQ_T_INSERT(t, tbl, id, row) tally_table_insert((t), (tbl), (id), (row))
+#define TSQ_T_DELETE(t, tbl, id, row) tally_table_delete((t), (tbl), (id), (row))
+#define TSQ_T_REPLACE(t, tbl, id, o, n)                                        \
+  tally_table_replace((t), (tbl), (id), (o), (n))
 
 /* ---- memory ------------------------------------------------------------ */
 
@@ -155,6 +155,12 @@ struct tally_sqlite {
   sqlite3_stmt *st_head;    /* max(seq) FROM tally_log */
   sqlite3_stmt *st_schema;  /* PRAGMA schema_version */
   sqlite3_stmt *st_pruned;  /* prune mark */
+  sqlite3_stmt *st_ctl[4];  /* BEGIN, BEGIN IMMEDIATE, COMMIT, ROLLBACK */
+  /* "anything new?": the connection's data version and change count when
+   * the aggregates were last known to match the snapshot */
+  bool dv_known;
+  unsigned dv;
+  int tc;
   /* catch-up scratch */
   tsq_touch *touch;
   size_t ntouch, touch_cap;

@@ -64,8 +64,8 @@ double tt_query_double(sqlite3 *db, const char *sql) {
   return v;
 }
 
-int tt_key_score(const void *row, tally_keybuf *key, void *udata) {
-  const tally_sqlite_row *r = row;
+int tt_key_score(const tally_row *row, tally_keybuf *key, void *udata) {
+  const tally_sqlite_row *r = row->data;
   (void)udata;
   tt_extract_calls++;
   int i = tally_sqlite_row_index(r, "score");
@@ -99,40 +99,42 @@ int tt_key_score(const void *row, tally_keybuf *key, void *udata) {
   }
 }
 
-int tt_sum_weight(const void *row, double *sum, void *udata) {
+int tt_sum_weight(const tally_row *row, double *sum, void *udata) {
   (void)udata;
   double d = 0;
-  if (tally_sqlite_row_double(row, "weight", &d) != TALLY_OK)
+  if (tally_sqlite_row_double(row->data, "weight", &d) != TALLY_OK ||
+      fabs(d) > TALLY_SUM_MAX)
     d = 0; /* NULL or not a number */
   *sum = d;
   return 0;
 }
 
-int tt_ns_game(const void *row, tally_keybuf *ns, bool *has_ns, void *udata) {
+int tt_ns_game(const tally_row *row, tally_keybuf *ns, bool *has_ns, void *udata) {
   const char *g = NULL;
   size_t n = 0;
   (void)udata;
-  if (tally_sqlite_row_text(row, "game", &g, &n) != TALLY_OK) {
+  if (tally_sqlite_row_text(row->data, "game", &g, &n) != TALLY_OK) {
     *has_ns = false;
     return 0;
   }
   return tally_key_string(ns, g, n);
 }
 
-int tt_key_player(const void *row, tally_keybuf *key, void *udata) {
+int tt_key_player(const tally_row *row, tally_keybuf *key, void *udata) {
   const char *p = NULL;
   size_t n = 0;
   (void)udata;
   tt_extract_calls++;
-  if (tally_sqlite_row_text(row, "player", &p, &n) != TALLY_OK)
+  if (tally_sqlite_row_text(row->data, "player", &p, &n) != TALLY_OK)
     return tally_key_null(key);
   return tally_key_string(key, p, n);
 }
 
-int tt_sum_score(const void *row, double *sum, void *udata) {
+int tt_sum_score(const tally_row *row, double *sum, void *udata) {
   (void)udata;
   double d = 0;
-  if (tally_sqlite_row_double(row, "score", &d) != TALLY_OK || !isfinite(d))
+  if (tally_sqlite_row_double(row->data, "score", &d) != TALLY_OK ||
+      !(fabs(d) <= TALLY_SUM_MAX))
     d = 0;
   *sum = d;
   return 0;

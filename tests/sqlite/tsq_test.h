@@ -33,11 +33,11 @@ sqlite3 *tt_open_db(const char *path);
 
 /* Extractors of the two aggregates (count calls in tt_extract_calls). */
 extern long tt_extract_calls;
-int tt_key_score(const void *row, tally_keybuf *key, void *udata);
-int tt_sum_weight(const void *row, double *sum, void *udata);
-int tt_ns_game(const void *row, tally_keybuf *ns, bool *has_ns, void *udata);
-int tt_key_player(const void *row, tally_keybuf *key, void *udata);
-int tt_sum_score(const void *row, double *sum, void *udata);
+int tt_key_score(const tally_row *row, tally_keybuf *key, void *udata);
+int tt_sum_weight(const tally_row *row, double *sum, void *udata);
+int tt_ns_game(const tally_row *row, tally_keybuf *ns, bool *has_ns, void *udata);
+int tt_key_player(const tally_row *row, tally_keybuf *key, void *udata);
+int tt_sum_score(const tally_row *row, double *sum, void *udata);
 
 /* New table aggregates for the two (asserts). */
 tally_table *tt_new_by_score(void);
