@@ -173,7 +173,9 @@ typedef struct tally_allocator {
 /*
  * One item copied out of an aggregate: (key, id, sum). Keys and ids are
  * copied into the inline buffers, so the item stays valid after any later
- * write. About 600 bytes: fine on the stack, arrays of them for pages.
+ * write. About 600 bytes (room for the longest key and id): one is fine
+ * on the stack; pages of many items use tally_page, which stores only the
+ * bytes each item has.
  */
 typedef struct tally_item {
   size_t key_len;                     /* bytes used in key */
@@ -666,8 +668,13 @@ TALLY_API bool tally_agg_in_txn(const tally_agg *agg);
 /*
  * Common to every read: ns NULL = no namespace; a namespace that does not
  * exist reads as empty; bounds NULL admits everything; malformed bounds
- * are TALLY_EINVAL / TALLY_EBADKEY as the bounds section says. Reads
- * never modify the aggregate.
+ * are TALLY_EINVAL / TALLY_EBADKEY as the bounds section says. A NULL agg
+ * or result pointer, a view with data NULL and len > 0, or an order or
+ * relation outside its enum is TALLY_EINVAL; an empty or oversized
+ * namespace or key is TALLY_EBADKEY. Results are written only on success.
+ * Reads never modify the aggregate and never allocate (cursors and pages
+ * allocate in their own objects), so any number of threads may read one
+ * aggregate that nobody writes.
  */
 
 /* tally_agg_count - number of admitted items. O(B log n). */
@@ -772,7 +779,7 @@ TALLY_API const tally_entry *tally_page_items(const tally_page *p);
 /* tally_page_done - true when no admitted item remains after this page. */
 TALLY_API bool tally_page_done(const tally_page *p);
 /* tally_page_next - the cursor for the following page (len 0 when done);
- * owned by the page, valid until it is filled again: copy it to keep it. */
+ * the page keeps it, valid until it is filled again: copy it to keep it. */
 TALLY_API const tally_page_cursor *tally_page_next(const tally_page *p);
 
 /*
@@ -883,7 +890,10 @@ TALLY_API void tally_cursor_close(tally_cursor *c);
  * key; LE: last with key <= key; LT: last with key < key). Each copies the
  * item it lands on into out (may be NULL) and returns TALLY_OK, or
  * TALLY_ENOTFOUND when there is no such item (the cursor is then
- * unpositioned). O(B log n).
+ * unpositioned). tally_cursor_seek checks key and id as writes do:
+ * TALLY_EINVAL for a view with data NULL and len > 0 or a rel outside
+ * tally_rel, TALLY_EBADKEY for an empty or oversized key or an oversized
+ * id. NULL c is TALLY_EINVAL. O(B log n).
  */
 TALLY_API int tally_cursor_first(tally_cursor *c, tally_item *out);
 TALLY_API int tally_cursor_last(tally_cursor *c, tally_item *out);
@@ -968,7 +978,7 @@ typedef struct tally_table_options {
   unsigned node_size;           /* as tally_agg_options.node_size; must be
                                    0 when agg is given */
   const tally_allocator *alloc; /* NULL = C library; copied */
-  tally_agg *agg;               /* NULL: create an aggregate, owned by the
+  tally_agg *agg;               /* NULL: create an aggregate that belongs to the
                                    table aggregate; else work over this
                                    existing one (not owned, not freed; it
                                    must outlive the table aggregate) */
@@ -988,8 +998,9 @@ typedef struct tally_table_options {
  * or a non-finite or oversized sum; TALLY_EHOOK when an extractor returns
  * nonzero (its raw value is kept for tally_table_hook_error, by reads as
  * well as writes); TALLY_EBADKEY for an oversized key, namespace or id, or
- * a key or namespace the extractor left unfinished or malformed (sticky
- * errors of the key builder pass through); TALLY_ENOMEM; and the codes of
+ * a key or namespace the extractor left unfinished or malformed (a
+ * sticky error of the key builder, EINVAL included, is TALLY_EBADKEY here:
+ * the key is what is wrong); TALLY_ENOMEM; and the codes of
  * the aggregate call each one maps to. On any error nothing changed. Rows
  * are borrowed for the call; tally keeps copies of keys, namespaces and
  * ids only. The same id must be passed with a row every time: it is the
@@ -1228,7 +1239,7 @@ typedef struct tally_store {
    * into id and its length into *id_len. */
   int (*insert_row)(void *udata, const char *table, const void *row,
                     unsigned char *id, size_t *id_len);
-  /* Look up a row: *row points at a row owned by the store, which must
+  /* Look up a row: *row points at a row the store keeps, which must
    * stay valid and unchanged until tally passes it to release_row - even
    * if the row is later updated or deleted in the same transaction, and
    * after rollback (hand out copies or snapshots). TALLY_ENOTFOUND or

@@ -24,9 +24,12 @@
  *    and replays the log after it, without scanning the table. The first
  *    attach of a table that holds rows backfills once. A damaged, foreign
  *    or wrong-version checkpoint is detected and rebuilt from the table.
- *  - Bypass detection. A writer that removes the capture triggers cannot
- *    leave aggregates silently wrong: the next catch-up notices the changed
- *    schema and reports TALLY_ESTALE until tally_sqlite_rebuild.
+ *  - Bypass detection. A writer that removes or alters the capture
+ *    triggers cannot leave aggregates silently wrong: the next catch-up
+ *    notices the changed schema and reports TALLY_ESTALE until
+ *    tally_sqlite_rebuild. (A connection that switches triggers off for
+ *    itself with SQLITE_DBCONFIG_ENABLE_TRIGGER changes no schema and is
+ *    not noticed by the catch-up; tally_sqlite_verify finds what it did.)
  *
  * Tables stored in the database by this component (names reserved):
  *     tally_log(seq, tid, rid, img)         touched rows, in commit order
@@ -45,6 +48,19 @@
  * Threads: one handle, its connection and its table aggregates belong to
  * one thread at a time. Processes: any number, each with its own
  * connection(s) and handle(s), over one database file in WAL mode.
+ *
+ * Limits: captured tables are ordinary rowid tables of the main schema,
+ * without a column named rowid, oid or _rowid_, and without unique
+ * indexes on expressions; TEXT values holding a NUL byte are seen cut at
+ * the NUL in previous images. VACUUM renumbers the rowids of tables
+ * without an INTEGER PRIMARY KEY: for such tables any schema change makes
+ * running handles refill their aggregates from the table at the next
+ * catch-up, and a checkpoint saved under another schema version is not
+ * trusted (the aggregate is backfilled): give captured tables an INTEGER
+ * PRIMARY KEY to avoid those scans. The log grows until a checkpoint (use
+ * checkpoint_every, or call tally_sqlite_checkpoint) and is pruned only up
+ * to the oldest checkpoint in the database: tally_sqlite_drop the
+ * aggregates no process uses any more.
  */
 #ifndef TALLY_SQLITE_H
 #define TALLY_SQLITE_H
@@ -285,9 +301,10 @@ TALLY_API const char *tally_sqlite_errmsg(const tally_sqlite *ts);
  * alive until tally_sqlite_detach or tally_sqlite_close.
  * @param[in] name   1..255 bytes, unique per handle; copied.
  * @param[in] table  an ordinary rowid table (not WITHOUT ROWID, not
- *                   virtual, not a view); copied. Unique indexes on
- *                   expressions are refused (their conflicts cannot be
- *                   captured by REPLACE detection).
+ *                   virtual, not a view, no column named rowid, oid or
+ *                   _rowid_, not a tally_ or sqlite_ table); copied.
+ *                   Unique indexes on expressions are refused (their
+ *                   conflicts cannot be captured by REPLACE detection).
  * @return TALLY_OK; TALLY_EINVAL (NULL argument, bad or duplicate name, no
  *         such table or an unsupported one, a transaction open on the
  *         connection); TALLY_EDB; TALLY_EHOOK (an extractor failed on a
@@ -395,8 +412,10 @@ TALLY_API int tally_sqlite_read_end(tally_sqlite *ts);
  * tally_sqlite_refresh - outside a transaction of the handle: bring the
  * aggregates up to what is committed now (in a short read transaction of
  * its own). Inside a read or write transaction: as tally_sqlite_sync.
- * @return as tally_sqlite_read_begin. O(log rows to apply); about a
- *         microsecond or two when nothing is new.
+ * When nothing was committed since the last catch-up (the connection's
+ * data version and change count are unchanged) it costs one read of the
+ * log head and no transaction.
+ * @return as tally_sqlite_read_begin. O(log rows to apply).
  */
 TALLY_API int tally_sqlite_refresh(tally_sqlite *ts);
 
@@ -482,8 +501,9 @@ TALLY_API int tally_sqlite_get_stats(const tally_sqlite *ts,
  * (OR ROLLBACK); the store's rollback then does nothing. Callbacks return
  * 0, TALLY_ENOTFOUND (get_row of a missing row) or a positive SQLite
  * result code, which tally_db_hook_error reports; the handle keeps the
- * message. Use tally_db_register for C triggers, never
- * tally_db_register_table for attached aggregates.
+ * message. Use tally_db_register for C triggers; never pass attached
+ * aggregates to tally_db_register_table or tally_db_enlist (the handle
+ * runs their transactions itself).
  * @return the store, or NULL for a NULL handle.
  */
 TALLY_API const tally_store *tally_sqlite_store(tally_sqlite *ts);

@@ -10,9 +10,12 @@
 #include "tally.h"
 
 /* From now until the open transaction ends, its first failed write dooms
- * it: later writes return TALLY_EBADTXN, commit too. No-op outside a
+ * it: later writes return TALLY_EBADTXN, commit too. *shared is the
+ * error of the whole tally_db transaction (TALLY_OK until it fails),
+ * shared by every aggregate of the db: a failure anywhere dooms them all,
+ * and a failure of one of them is the transaction's. No-op outside a
  * transaction. */
-void tally__agg_doom_on_fail(tally_agg *agg);
+void tally__agg_doom_on_fail(tally_agg *agg, int *shared);
 
 /* Record rc as a failed write (a table aggregate's extractor failing
  * before the aggregate was reached); no-op unless doom_on_fail is set. */

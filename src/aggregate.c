@@ -36,9 +36,10 @@
  *     agg_born_in_txn).
  *  5. version grows on every write that reached the trees and on every
  *     rollback; cursors positioned under an older version refuse to move.
- *  6. doom is TALLY_OK outside a transaction and whenever doom_on_fail is
- *     false; once set, every write returns TALLY_EBADTXN until the
- *     transaction ends.
+ *  6. doom is NULL outside a transaction and outside tally_db ones; in a
+ *     tally_db transaction it points at the error shared by every
+ *     aggregate of the db: once that is set, every write to any of them
+ *     returns TALLY_EBADTXN until the transaction ends.
  */
 #include <math.h>
 #include <stdio.h>
@@ -66,9 +67,8 @@ struct tally_agg {
   uint64_t version;   /* bumped by writes and rollbacks (invariant 5) */
   uint64_t txn;       /* serial of the open (or last) transaction */
   uint64_t none_born; /* txn serial none was created in; 0 outside */
-  bool doom_on_fail;  /* the open transaction fails with its first failed
-                         write (set by a tally_db for its transactions) */
-  int doom;           /* that first failure, TALLY_OK until then */
+  int *doom;          /* the first failure of the tally_db transaction this
+                         one belongs to (shared), or NULL (invariant 6) */
 };
 
 struct tally_cursor {
@@ -364,7 +364,8 @@ static int agg_drop_if_empty(tally_agg *agg, const tally_bytes *ns) {
 /* Write framing                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* Every write: all of its changes, or none of them (decision 4). */
+/* Every write: all of its changes, or none of them (README.md, Behaviour
+ * contract §9.1). */
 static int agg_finish(tally_agg *agg, size_t mark, int rc) {
   /* A write that failed before logging anything touched nothing, so open
    * cursors may stay valid; anything else moves the version on. */
@@ -617,7 +618,7 @@ static int agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
   int rc = agg_delete(agg, ns, key, id);
   bool did = rc == TALLY_OK;
   if (rc == TALLY_ENOTFOUND)
-    rc = TALLY_OK; /* decision 5: no namespace is created either */
+    rc = TALLY_OK; /* no namespace is created either (contract §5.5) */
   if (rc == TALLY_OK && changed != NULL)
     *changed = did;
   return rc;
@@ -715,7 +716,7 @@ static int agg_note(tally_agg *agg, int rc) {
 }
 
 static bool agg_doomed(const tally_agg *agg) {
-  return agg != NULL && agg->doom != TALLY_OK;
+  return agg != NULL && tally__agg_doomed(agg) != TALLY_OK;
 }
 
 int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
@@ -799,8 +800,7 @@ int tally_agg_begin(tally_agg *agg) {
     return TALLY_EBADTXN;
   agg->in_txn = true;
   agg->txn++;
-  agg->doom_on_fail = false;
-  agg->doom = TALLY_OK;
+  agg->doom = NULL;
   return TALLY_OK;
 }
 
@@ -809,11 +809,11 @@ int tally_agg_commit(tally_agg *agg) {
     return TALLY_EINVAL;
   if (!agg->in_txn)
     return TALLY_EBADTXN;
-  if (agg->doom != TALLY_OK)
+  if (tally__agg_doomed(agg) != TALLY_OK)
     return TALLY_EBADTXN; /* a doomed transaction can only roll back */
   tally__undo_commit(&agg->cx.undo);
   agg->in_txn = false;
-  agg->doom_on_fail = false;
+  agg->doom = NULL;
   return TALLY_OK;
 }
 
@@ -823,22 +823,23 @@ void tally_agg_rollback(tally_agg *agg) {
   /* The log was empty at begin (invariant 4), so 0 is begin's mark. */
   tally__undo_rollback(&agg->cx.undo, 0);
   agg->in_txn = false;
-  agg->doom_on_fail = false;
-  agg->doom = TALLY_OK;
+  agg->doom = NULL;
   agg->version++;
 }
 
-void tally__agg_doom_on_fail(tally_agg *agg) {
+void tally__agg_doom_on_fail(tally_agg *agg, int *shared) {
   if (agg->in_txn)
-    agg->doom_on_fail = true;
+    agg->doom = shared;
 }
 
 void tally__agg_doom(tally_agg *agg, int rc) {
-  if (agg->in_txn && agg->doom_on_fail && agg->doom == TALLY_OK)
-    agg->doom = rc;
+  if (agg->in_txn && agg->doom != NULL && *agg->doom == TALLY_OK)
+    *agg->doom = rc;
 }
 
-int tally__agg_doomed(const tally_agg *agg) { return agg->doom; }
+int tally__agg_doomed(const tally_agg *agg) {
+  return agg->doom != NULL ? *agg->doom : TALLY_OK;
+}
 
 bool tally_agg_in_txn(const tally_agg *agg) {
   return agg != NULL && agg->in_txn;
@@ -926,7 +927,8 @@ static int agg_check_bounds(const tally_bounds *b) {
 
 /*
  * Turn bounds into the pair of edges (lo, hi) that enclose exactly the
- * admitted items (SEMANTICS section 3). The edges borrow the bounds' bytes.
+ * admitted items (README.md, Behaviour contract §3). The edges borrow the
+ * bounds' bytes.
  */
 static int agg_bounds(const tally_bounds *b, tally__edge *lo,
                       tally__edge *hi) {
@@ -1242,7 +1244,7 @@ int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
   uint64_t rlo, rhi, rc_edge, remaining, take, i;
   int rc;
 
-  /* page_size first (contract: it precedes the end-marker check) */
+  /* page_size first: it precedes the end-marker check (contract §4.9) */
   if (page_size == 0)
     return TALLY_EINVAL;
   if (page == NULL || (order != TALLY_ASC && order != TALLY_DESC))

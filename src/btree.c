@@ -1,37 +1,13 @@
 /*
- * btree.c - the counted B+tree of items (key, id, sum) and the undo log
- * that makes each of its changes reversible.
+ * btree.c - the counted B+tree of items (key, id, sum): search, writes
+ * (each logged in the undo log before it happens), bulk load, reads,
+ * iterators and the validator.
  *
  * Items live only in leaves. An inner node holds, per child, the child
  * pointer, the number of items below it and the sum of their sums, so rank,
- * select and range count/sum add up one small array per level.
- *
- * One node = one allocation: header, arrays, then an inline byte heap.
- * A node whose entries outgrow the inline heap moves them once to a heap
- * block of its own (ext = 1), which then grows by half; the inline bytes
- * stay unused until the node is freed. New nodes get an inline heap sized
- * for a full node of entries like those of the node they split from, so
- * spilling is rare, and what one item needs (pfx, sum, off, entry bytes)
- * sits in one block: its lines can all be asked for at once.
- *
- *   tally__node (one block)
- *   +--------------------+
- *   | heap, hcap, icap,  |  heap points at the inline heap below, or at
- *   | n, leaf, ext       |  a separate block when ext
- *   | pfx[cap]   u64 BE  |  first 8 key bytes
- *   | sum[cap]   double  |  item / subtree sum
- *   | cnt[cap]   u64     |  inner only: items below child i
- *   | kid[cap]   node*   |  inner only
- *   | off[cap+1] u32     |  entry i = heap[off[i] .. off[i+1])
- *   | inline heap (icap) |  | e0 | e1 | e2 | ... |    (free) |
- *   +--------------------+
- *
- *   entry bytes = varint(klen) | key[8..klen) | id      (key[0..8) is pfx)
- *
- * The array offsets are fixed by cap, so a descent asks for a child's
- * lines (header, pfx, off, the start of the inline heap, or the slot a
- * select wants) before it reads the child's header: the misses of one
- * node overlap instead of following each other.
+ * select and range count/sum add up one small array per level. The node
+ * layout, its entry bytes and key prefixes are node.c's; the undo log is
+ * undo.c's.
  *
  * Entry i of a leaf is item i. Entry i >= 1 of an inner node is the
  * separator in front of child i: a full (key, id) with
@@ -52,26 +28,16 @@
  *     the leaf level; separators 1..n-1 of an inner node strictly increase.
  *  4. Separators bound their subtrees as drawn above.
  *  5. cnt[i] equals the number of items below child i; sum[i] equals
- *     bt_total() of child i, computed over child i's own sum[] array. The
+ *     tally__total() of child i, computed over child i's own sum[] array. The
  *     total is a fixed function of that array, so the check is exact (==),
  *     and no sum ever depends on the history of the tree: sums never drift.
  *  6. The tree header's count equals the number of items below the root.
- *  7. pfx/off/heap agree: off[0] = 0, offsets non-decreasing, off[n] <=
- *     hcap, each entry parses (klen <= TALLY_KEY_MAX, id <= TALLY_ID_MAX),
- *     pfx bytes past klen are zero, inner entry 0 is empty with pfx 0; a
- *     node that is not ext has heap = its inline heap and hcap = icap.
+ *  7. The node layout agrees with itself: offsets, heap, entry bytes,
+ *     prefixes (node.c states it; tally__node_validate checks it).
  *
- * Undo: every change is logged in cx->undo before it happens. Cheap records
- * cover the common path (an item put into or taken out of a leaf that stays
- * within its fill limits, a sum change, a cached child count/sum change, the
- * tree header). Structural changes (split, borrow, merge, root change) take
- * an image of each node first: a byte copy of the node's block (up to the
- * used part of an inline heap) and of a separate heap. Restoring an image
- * copies it back over the node at the same address, so every pointer to
- * the node (and to its inline heap) stays right. Nodes dropped are kept
- * alive by a record until commit; rollback never allocates. Heap capacity
- * only grows except while an image of the node exists, so a removed item
- * always fits back.
+ * Undo: every change is logged in cx->undo before it happens (undo.c
+ * describes the records). Heap capacity only grows except while an image
+ * of the node exists, so a removed item always fits back.
  *
  * Leaves that fall below half even out with a sibling that can spare
  * entries (moving half the difference), so that the next deletes do not
@@ -80,105 +46,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "btree_int.h"
-
-/* Longest entry: 2 varint bytes (klen <= 512), key, id. */
-#define BT_ENTRY_MAX (2 + TALLY_KEY_MAX + TALLY_ID_MAX)
-
-struct tally__node {
-  unsigned char *heap; /* entry bytes, hcap bytes: the node's own tail, or
-                          a block of its own once it outgrew that (ext) */
-  double *sum;         /* [cap] item sum (leaf) / subtree sum (inner) */
-  uint64_t *cnt;       /* [cap] items below child i; NULL in leaves */
-  tally__node **kid;   /* [cap] children; NULL in leaves */
-  uint32_t *off;       /* [cap+1] entry i = heap[off[i] .. off[i+1]) */
-  uint32_t hcap;       /* heap capacity in bytes */
-  uint32_t icap;       /* bytes of the inline heap at the block's tail */
-  uint16_t n;          /* entries in use */
-  uint8_t leaf;        /* 1 for a leaf, 0 for an inner node */
-  uint8_t ext;         /* 1 when heap is a separate block */
-  uint64_t pfx[];      /* [cap] first 8 key bytes, big-endian, 0-padded */
-};
-
-struct tally__tree {
-  tally__node *root; /* NULL when empty */
-  uint64_t count;    /* items in the tree */
-  uint64_t version;  /* bumped by every change and every rollback */
-  unsigned height;   /* levels; 0 when empty, 1 = root is a leaf */
-  unsigned cap;      /* node size of the aggregate */
-};
-
-/* ------------------------------------------------------------------------ */
-/* Undo records                                                              */
-/* ------------------------------------------------------------------------ */
-
-enum {
-  UR_LEAF_INS,   /* item put at slot: remove it */
-  UR_LEAF_DEL,   /* item removed from slot: saved bytes in the arena */
-  UR_LEAF_SUM,   /* item sum changed */
-  UR_KID,        /* inner child count/sum changed */
-  UR_HDR,        /* tree root/height/count changed */
-  UR_IMAGE,      /* copy of a node before a structural change */
-  UR_NEW_NODE,   /* node created: free on rollback */
-  UR_RETIRED,    /* node dropped: free on commit */
-  UR_SUBTREE,    /* subtree dropped (clear): free on commit */
-  UR_NEW_TREE,   /* tree created: destroy on rollback */
-  UR_OLD_TREE,   /* tree retired: destroy on commit */
-  UR_CUSTOM      /* caller's record */
-};
-
-typedef struct undo_rec {
-  int kind;         /* UR_* */
-  unsigned slot;    /* entry index for the node records */
-  tally__tree *t;   /* tree touched (version bump on rollback) */
-  tally__node *nd;  /* node touched */
-  union {
-    struct { uint64_t pfx; double sum; size_t at; size_t len; } del;
-    struct { uint64_t cnt; double sum; } kid;
-    struct { tally__node *root; uint64_t count; unsigned height; } hdr;
-    struct {
-      tally__node *img;    /* block bytes [0, len) of the node */
-      unsigned char *heap; /* copy of a separate heap; NULL if inline */
-      size_t len;
-    } img;
-    unsigned height; /* UR_SUBTREE */
-    double sum;      /* UR_LEAF_SUM */
-    struct {
-      tally__undo_fn undo, release;
-      void *owner, *p;
-      uint64_t x;
-    } cus;
-  } u;
-} undo_rec;
-
-/* ------------------------------------------------------------------------ */
-/* Node memory                                                               */
-/* ------------------------------------------------------------------------ */
-
-static size_t nd_size(unsigned cap, int leaf) {
-  size_t s = sizeof(tally__node) + (size_t)cap * (sizeof(uint64_t) +
-                                                 sizeof(double));
-  if (!leaf)
-    s += (size_t)cap * (sizeof(uint64_t) + sizeof(tally__node *));
-  return s + ((size_t)cap + 1) * sizeof(uint32_t);
-}
-
-/* Point the array fields at their place inside the node's block. */
-static void nd_wire(tally__node *nd, unsigned cap, int leaf) {
-  unsigned char *p = (unsigned char *)(nd->pfx + cap);
-  nd->sum = (double *)(void *)p;
-  p += (size_t)cap * sizeof(double);
-  if (leaf) {
-    nd->cnt = NULL;
-    nd->kid = NULL;
-  } else {
-    nd->cnt = (uint64_t *)(void *)p;
-    p += (size_t)cap * sizeof(uint64_t);
-    nd->kid = (tally__node **)(void *)p;
-    p += (size_t)cap * sizeof(tally__node *);
-  }
-  nd->off = (uint32_t *)(void *)p;
-}
+#include "node_int.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define BT_PREFETCH(p) __builtin_prefetch(p)
@@ -207,7 +75,8 @@ static void nd_prefetch_search(const tally__node *nd, unsigned cap) {
  * for header and pfx[] alone measured 40% slower. */
 static void nd_prefetch_whole(const tally__node *nd, unsigned cap, int leaf) {
   const char *p = (const char *)nd;
-  const char *end = p + nd_size(cap, leaf) + (leaf ? BT_HEAP_AHEAD(cap) : 0);
+  const char *end =
+      p + tally__node_size(cap, leaf) + (leaf ? BT_HEAP_AHEAD(cap) : 0);
   for (; p < end; p += 64)
     BT_PREFETCH(p);
 }
@@ -232,374 +101,6 @@ static void nd_prefetch_leaf(const tally__node *nd, unsigned cap) {
     BT_PREFETCH(p);
 }
 
-/* Where the inline heap of a node starts: right after off[cap]. */
-static unsigned char *nd_inline(const tally__node *nd, unsigned cap) {
-  return (unsigned char *)nd + nd_size(cap, nd->leaf);
-}
-
-/* An empty node with an inline heap of icap bytes (rounded up to 8, at
- * least 32); NULL when out of memory. */
-static tally__node *nd_alloc(const tally__mem *m, unsigned cap, int leaf,
-                             size_t icap) {
-  tally__node *nd;
-  icap = icap < 32 ? 32 : (icap + 7) & ~(size_t)7;
-  nd = tally__malloc(m, nd_size(cap, leaf) + icap);
-  if (nd == NULL)
-    return NULL;
-  nd_wire(nd, cap, leaf);
-  nd->leaf = (uint8_t)leaf;
-  nd->ext = 0;
-  nd->heap = nd_inline(nd, cap);
-  nd->hcap = nd->icap = (uint32_t)icap;
-  nd->n = 0;
-  nd->off[0] = 0;
-  return nd;
-}
-
-static void nd_free(const tally__mem *m, tally__node *nd) {
-  if (nd == NULL)
-    return;
-  if (nd->ext)
-    tally__free(m, nd->heap);
-  tally__free(m, nd);
-}
-
-static void nd_free_subtree(const tally__mem *m, tally__node *nd,
-                            unsigned height) {
-  unsigned i;
-  if (nd == NULL)
-    return;
-  if (height > 1)
-    for (i = 0; i < nd->n; i++)
-      nd_free_subtree(m, nd->kid[i], height - 1);
-  nd_free(m, nd);
-}
-
-static size_t nd_bytes_subtree(const tally__node *nd, unsigned height,
-                               unsigned cap) {
-  size_t s = nd_size(cap, height == 1) + nd->icap +
-             (nd->ext ? nd->hcap : 0u);
-  unsigned i;
-  if (height > 1)
-    for (i = 0; i < nd->n; i++)
-      s += nd_bytes_subtree(nd->kid[i], height - 1, cap);
-  return s;
-}
-
-/* Make room for extra more heap bytes. A node that outgrows its inline
- * heap moves its entries to a block of their own (once: it never moves
- * back), which then grows by half at least, so that a run of inserts costs
- * amortised O(1) reallocations. */
-static int nd_reserve(const tally__mem *m, tally__node *nd, size_t extra) {
-  size_t used = nd->off[nd->n], need = used + extra, nc;
-  unsigned char *p;
-  if (need <= nd->hcap)
-    return TALLY_OK;
-  nc = (size_t)nd->hcap + nd->hcap / 2;
-  if (nc < need)
-    nc = need;
-  if (nc < 32)
-    nc = 32;
-  if (nd->ext) {
-    p = tally__realloc(m, nd->heap, nc);
-  } else {
-    p = tally__malloc(m, nc);
-    if (p != NULL && used)
-      memcpy(p, nd->heap, used);
-  }
-  if (p == NULL)
-    return TALLY_ENOMEM;
-  nd->heap = p;
-  nd->hcap = (uint32_t)nc;
-  nd->ext = 1;
-  return TALLY_OK;
-}
-
-/* Sum of n child counts (four chains, like bt_total). */
-static uint64_t bt_cnt_sum(const uint64_t *a, unsigned n) {
-  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  unsigned j = 0;
-  for (; j + 4 <= n; j += 4) {
-    s0 += a[j];
-    s1 += a[j + 1];
-    s2 += a[j + 2];
-    s3 += a[j + 3];
-  }
-  for (; j < n; j++)
-    s0 += a[j];
-  return (s0 + s1) + (s2 + s3);
-}
-
-static uint64_t nd_count(const tally__node *nd) {
-  return nd->leaf ? nd->n : bt_cnt_sum(nd->cnt, nd->n);
-}
-
-/* The total of a node's sum[] array. Eight accumulators (lanes j mod 8)
- * break the chain of dependent additions (a fixup runs one total per level,
- * each waiting for the one below); the order is fixed, so the result
- * depends only on the array (invariant 5 compares it exactly). */
-static double bt_total(const double *a, unsigned n) {
-  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  const double *p = a, *end8 = a + (n - n % 8u);
-  unsigned k;
-  /* A pointer walk (no 32-bit index that might wrap) lets the compiler
-   * add lanes pairwise in vector registers; each lane still adds its own
-   * elements in the same order, so the result is the same. */
-  for (; p < end8; p += 8)
-    for (k = 0; k < 8; k++)
-      s[k] += p[k];
-  for (k = 0; p < a + n; p++, k++)
-    s[k] += *p;
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
-static double nd_total(const tally__node *nd) {
-  return bt_total(nd->sum, nd->n);
-}
-
-/* Open slot i for an entry of len bytes and fill it. The caller made sure
- * that n < cap and that the heap has len free bytes. */
-static void nd_put(tally__node *nd, unsigned i, uint64_t pfx,
-                   const unsigned char *bytes, size_t len, double sum,
-                   uint64_t cnt, tally__node *kid) {
-  unsigned n = nd->n, j;
-  uint32_t at = nd->off[i], end = nd->off[n];
-  if (end > at)
-    memmove(nd->heap + at + len, nd->heap + at, end - at);
-  if (len)
-    memcpy(nd->heap + at, bytes, len);
-  memmove(nd->pfx + i + 1, nd->pfx + i, (n - i) * sizeof *nd->pfx);
-  memmove(nd->sum + i + 1, nd->sum + i, (n - i) * sizeof *nd->sum);
-  if (!nd->leaf) {
-    memmove(nd->cnt + i + 1, nd->cnt + i, (n - i) * sizeof *nd->cnt);
-    memmove(nd->kid + i + 1, nd->kid + i, (n - i) * sizeof *nd->kid);
-    nd->cnt[i] = cnt;
-    nd->kid[i] = kid;
-  }
-  memmove(nd->off + i + 1, nd->off + i, (n - i + 1) * sizeof *nd->off);
-  for (j = i + 1; j <= n + 1; j++)
-    nd->off[j] += (uint32_t)len;
-  nd->pfx[i] = pfx;
-  nd->sum[i] = sum;
-  nd->n = (uint16_t)(n + 1);
-}
-
-/* nd_put after making room in the heap (TALLY_ENOMEM: nothing changed). */
-static int nd_insert(const tally__mem *m, tally__node *nd, unsigned i,
-                     uint64_t pfx, const unsigned char *bytes, size_t len,
-                     double sum, uint64_t cnt, tally__node *kid) {
-  if (nd_reserve(m, nd, len) != TALLY_OK)
-    return TALLY_ENOMEM;
-  nd_put(nd, i, pfx, bytes, len, sum, cnt, kid);
-  return TALLY_OK;
-}
-
-/* Remove entry i. Never reallocates: the heap keeps its capacity. */
-static void nd_del(tally__node *nd, unsigned i) {
-  uint32_t *o = nd->off;
-  unsigned n = nd->n, j;
-  uint32_t a = nd->off[i], b = nd->off[i + 1], end = nd->off[n];
-  uint32_t len = b - a;
-  if (end > b)
-    memmove(nd->heap + a, nd->heap + b, end - b);
-  memmove(nd->pfx + i, nd->pfx + i + 1, (n - i - 1) * sizeof *nd->pfx);
-  memmove(nd->sum + i, nd->sum + i + 1, (n - i - 1) * sizeof *nd->sum);
-  if (!nd->leaf) {
-    memmove(nd->cnt + i, nd->cnt + i + 1, (n - i - 1) * sizeof *nd->cnt);
-    memmove(nd->kid + i, nd->kid + i + 1, (n - i - 1) * sizeof *nd->kid);
-  }
-  /* Shift, then adjust in place: a loop the compiler can vectorize (the
-   * fused copy-and-subtract, reading one slot ahead, it does not). */
-  memmove(o + i, o + i + 1, (n - i) * sizeof *o);
-  for (j = i; j < n; j++)
-    o[j] -= len;
-  nd->n = (uint16_t)(n - 1);
-}
-
-/* Replace the bytes and prefix of entry i (a separator). bytes must not
- * point into nd's heap, which may move. */
-static int nd_set_bytes(const tally__mem *m, tally__node *nd, unsigned i,
-                        uint64_t pfx, const unsigned char *bytes,
-                        size_t len) {
-  uint32_t a = nd->off[i], b = nd->off[i + 1], end = nd->off[nd->n];
-  unsigned j;
-  if (len > b - a && nd_reserve(m, nd, len - (b - a)) != TALLY_OK)
-    return TALLY_ENOMEM;
-  if (end > b)
-    memmove(nd->heap + a + len, nd->heap + b, end - b);
-  if (len)
-    memcpy(nd->heap + a, bytes, len);
-  for (j = i + 1; j <= nd->n; j++)
-    nd->off[j] = nd->off[j] - (b - a) + (uint32_t)len;
-  nd->pfx[i] = pfx;
-  return TALLY_OK;
-}
-
-/* Append src's entries [s, n) to dst, which has room for them (entries
- * and heap). src keeps [0, s). */
-static void nd_move_tail(tally__node *dst, tally__node *src, unsigned s) {
-  unsigned k = src->n - s, dn = dst->n, i;
-  uint32_t base = dst->off[dn], from = src->off[s];
-  uint32_t bytes = src->off[src->n] - from;
-  memcpy(dst->pfx + dn, src->pfx + s, k * sizeof *dst->pfx);
-  memcpy(dst->sum + dn, src->sum + s, k * sizeof *dst->sum);
-  if (!dst->leaf) {
-    memcpy(dst->cnt + dn, src->cnt + s, k * sizeof *dst->cnt);
-    memcpy(dst->kid + dn, src->kid + s, k * sizeof *dst->kid);
-  }
-  if (bytes)
-    memcpy(dst->heap + base, src->heap + from, bytes);
-  for (i = 1; i <= k; i++)
-    dst->off[dn + i] = base + (src->off[s + i] - from);
-  dst->n = (uint16_t)(dn + k);
-  src->n = (uint16_t)s;
-}
-
-/* Move the first k entries of leaf s to the end of leaf x, which has room
- * for them (entries and heap). */
-static void nd_leaf_take_front(tally__node *x, tally__node *s, unsigned k) {
-  unsigned xn = x->n, sn = s->n, i;
-  uint32_t bytes = s->off[k], base = x->off[xn], rest = s->off[sn] - bytes;
-  memcpy(x->pfx + xn, s->pfx, k * sizeof *x->pfx);
-  memcpy(x->sum + xn, s->sum, k * sizeof *x->sum);
-  if (bytes)
-    memcpy(x->heap + base, s->heap, bytes);
-  for (i = 1; i <= k; i++)
-    x->off[xn + i] = base + s->off[i];
-  x->n = (uint16_t)(xn + k);
-  memmove(s->pfx, s->pfx + k, (sn - k) * sizeof *s->pfx);
-  memmove(s->sum, s->sum + k, (sn - k) * sizeof *s->sum);
-  if (rest)
-    memmove(s->heap, s->heap + bytes, rest);
-  for (i = 0; i <= sn - k; i++)
-    s->off[i] = s->off[i + k] - bytes;
-  s->n = (uint16_t)(sn - k);
-}
-
-/* Move the last k entries of leaf s to the front of leaf x, which has room
- * for them (entries and heap). */
-static void nd_leaf_take_back(tally__node *x, tally__node *s, unsigned k) {
-  unsigned xn = x->n, from = s->n - k, i;
-  uint32_t a = s->off[from], bytes = s->off[s->n] - a, used = x->off[xn];
-  if (used)
-    memmove(x->heap + bytes, x->heap, used);
-  if (bytes)
-    memcpy(x->heap, s->heap + a, bytes);
-  memmove(x->pfx + k, x->pfx, xn * sizeof *x->pfx);
-  memmove(x->sum + k, x->sum, xn * sizeof *x->sum);
-  memcpy(x->pfx, s->pfx + from, k * sizeof *x->pfx);
-  memcpy(x->sum, s->sum + from, k * sizeof *x->sum);
-  for (i = xn + 1; i-- > 0;)
-    x->off[i + k] = x->off[i] + bytes;
-  for (i = 0; i < k; i++)
-    x->off[i] = s->off[from + i] - a;
-  x->n = (uint16_t)(xn + k);
-  s->n = (uint16_t)from;
-}
-
-/* Copy entry i's bytes out (for moving it while heaps may move). */
-static size_t nd_copy_entry(const tally__node *nd, unsigned i,
-                            unsigned char *buf) {
-  size_t len = nd->off[i + 1] - nd->off[i];
-  if (len)
-    memcpy(buf, nd->heap + nd->off[i], len);
-  return len;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Entries and comparisons                                                   */
-/* ------------------------------------------------------------------------ */
-
-static uint64_t bt_pfx(const unsigned char *k, size_t kl, unsigned pad) {
-  uint64_t p = 0;
-  size_t i;
-  for (i = 0; i < 8; i++)
-    p = (p << 8) | (i < kl ? k[i] : pad);
-  return p;
-}
-
-static void bt_be64(unsigned char *b, uint64_t v) {
-  int i;
-  for (i = 7; i >= 0; i--) {
-    b[i] = (unsigned char)(v & 0xff);
-    v >>= 8;
-  }
-}
-
-/* Encode (key, id) into buf; returns its length and sets *pfx. */
-static size_t bt_encode(unsigned char *buf, uint64_t *pfx, const void *key,
-                        size_t kl, const void *id, size_t il) {
-  const unsigned char *k = key;
-  size_t n = 0;
-  if (kl < 128) {
-    buf[n++] = (unsigned char)kl;
-  } else {
-    buf[n++] = (unsigned char)(0x80 | (kl & 0x7f));
-    buf[n++] = (unsigned char)(kl >> 7);
-  }
-  if (kl > 8) {
-    memcpy(buf + n, k + 8, kl - 8);
-    n += kl - 8;
-  }
-  if (il) {
-    memcpy(buf + n, id, il);
-    n += il;
-  }
-  *pfx = bt_pfx(k, kl, 0);
-  return n;
-}
-
-/* A decoded entry (pointers into the node's heap). */
-typedef struct bt_ent {
-  size_t klen;                /* full key length */
-  const unsigned char *ksuf;  /* key[8..klen) */
-  const unsigned char *id;    /* id bytes */
-  size_t idlen;               /* id length */
-} bt_ent;
-
-static void bt_decode(const tally__node *nd, unsigned j, bt_ent *e) {
-  const unsigned char *h = nd->heap + nd->off[j];
-  const unsigned char *end = nd->heap + nd->off[j + 1];
-  size_t kl = h[0];
-  if (kl & 0x80) {
-    kl = (kl & 0x7f) | ((size_t)h[1] << 7);
-    h += 2;
-  } else {
-    h += 1;
-  }
-  e->klen = kl;
-  e->ksuf = h;
-  if (kl > 8)
-    h += kl - 8;
-  e->id = h;
-  e->idlen = (size_t)(end - h);
-}
-
-static int bt_cmp_bytes(const unsigned char *a, size_t an,
-                        const unsigned char *b, size_t bn) {
-  size_t m = an < bn ? an : bn;
-  int c = m ? memcmp(a, b, m) : 0;
-  if (c)
-    return c;
-  return an < bn ? -1 : an > bn;
-}
-
-/* Compare entry j's key, truncated to trunc bytes, with k. */
-static int bt_keycmp(const tally__node *nd, unsigned j, const bt_ent *e,
-                     const unsigned char *k, size_t kl, size_t trunc) {
-  size_t el = e->klen < trunc ? e->klen : trunc;
-  size_t n0 = el < 8 ? el : 8, k0 = kl < 8 ? kl : 8;
-  size_t m = n0 < k0 ? n0 : k0;
-  unsigned char b8[8];
-  int c;
-  bt_be64(b8, nd->pfx[j]);
-  c = m ? memcmp(b8, k, m) : 0;
-  if (c)
-    return c;
-  if (n0 < 8 || k0 < 8)
-    return el < kl ? -1 : el > kl;
-  return bt_cmp_bytes(e->ksuf, el - 8, k + 8, kl - 8);
-}
 
 /* What a search looks for: an edge with its prefix precomputed. */
 typedef struct bt_probe {
@@ -623,8 +124,8 @@ static void bt_probe_init(bt_probe *pr, const tally__edge *e) {
   /* An item is before "prefix end" iff its key truncated to len(prefix) is
    * <= prefix: any key whose first 8 bytes are below the prefix padded with
    * 0xff qualifies, any above does not. */
-  pr->p = bt_pfx(e->key, e->klen, e->kind == TALLY__EDGE_PREFIX_END ? 0xff
-                                                                     : 0);
+  pr->p = tally__key_pfx(e->key, e->klen,
+                         e->kind == TALLY__EDGE_PREFIX_END ? 0xff : 0);
 }
 
 /* The probe of an exact item (key, id): "after every item <= (key, id)", so
@@ -644,30 +145,30 @@ static void bt_probe_pos(bt_probe *pr, const void *key, size_t klen,
  * probe's (key, id): the exact match a write looks for falls out of the
  * search itself, so the entry is not decoded and compared a second time. */
 static int bt_cmp_pos(const tally__node *nd, unsigned j, const bt_probe *pr) {
-  bt_ent e;
+  tally__ent e;
   int c;
-  bt_decode(nd, j, &e);
-  c = bt_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
-  return c ? c : bt_cmp_bytes(e.id, e.idlen, pr->id, pr->il);
+  tally__entry_decode(nd, j, &e);
+  c = tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
+  return c ? c : tally__bytes_cmp(e.id, e.idlen, pr->id, pr->il);
 }
 
 /* Is entry j (whose prefix ties with the probe's) before the edge? */
 static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
-  bt_ent e;
+  tally__ent e;
   int c;
-  bt_decode(nd, j, &e);
+  tally__entry_decode(nd, j, &e);
   switch (pr->kind) {
   case TALLY__EDGE_KEY_BEFORE:
-    return bt_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) < 0;
+    return tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) < 0;
   case TALLY__EDGE_KEY_AFTER:
-    return bt_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) <= 0;
+    return tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) <= 0;
   case TALLY__EDGE_PREFIX_END:
-    return bt_keycmp(nd, j, &e, pr->k, pr->kl, pr->kl) <= 0;
+    return tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, pr->kl) <= 0;
   case TALLY__EDGE_POS_BEFORE:
   case TALLY__EDGE_POS_AFTER:
-    c = bt_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
+    c = tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
     if (c == 0)
-      c = bt_cmp_bytes(e.id, e.idlen, pr->id, pr->il);
+      c = tally__bytes_cmp(e.id, e.idlen, pr->id, pr->il);
     return pr->kind == TALLY__EDGE_POS_BEFORE ? c < 0 : c <= 0;
   case TALLY__EDGE_MAX:
     return 1;
@@ -730,212 +231,10 @@ static unsigned bt_child(const tally__node *nd, const bt_probe *pr) {
   return bt_search(nd, 1, pr) - 1;
 }
 
-/* Copy entry j out as a full key and id. */
-static void bt_get(const tally__node *nd, unsigned j, unsigned char *key,
-                   size_t *kl, unsigned char *id, size_t *il) {
-  bt_ent e;
-  unsigned char b8[8];
-  bt_decode(nd, j, &e);
-  bt_be64(b8, nd->pfx[j]);
-  memcpy(key, b8, e.klen < 8 ? e.klen : 8);
-  if (e.klen > 8)
-    memcpy(key + 8, e.ksuf, e.klen - 8);
-  if (e.idlen)
-    memcpy(id, e.id, e.idlen);
-  *kl = e.klen;
-  *il = e.idlen;
-}
-
-static void bt_item_out(const tally__node *nd, unsigned j, tally_item *out) {
-  bt_get(nd, j, out->key, &out->key_len, out->id, &out->id_len);
-  out->sum = nd->sum[j];
-}
-
-/* ------------------------------------------------------------------------ */
-/* Undo log                                                                  */
-/* ------------------------------------------------------------------------ */
-
-void tally__undo_init(tally__undo *u, tally__mem *mem) {
-  memset(u, 0, sizeof *u);
-  u->mem = mem;
-}
-
-void tally__undo_destroy(tally__undo *u) {
-  tally__undo_commit(u);
-  tally__free(u->mem, u->recs);
-  tally__free(u->mem, u->bytes);
-  u->recs = NULL;
-  u->bytes = NULL;
-  u->cap = u->bytes_cap = 0;
-}
-
-size_t tally__undo_mark(const tally__undo *u) { return u->n; }
-
-int tally__undo_reserve(tally__undo *u, size_t extra) {
-  size_t nc;
-  void *p;
-  if (u->n + extra <= u->cap)
-    return TALLY_OK;
-  nc = u->cap * 2;
-  if (nc < u->n + extra)
-    nc = u->n + extra;
-  if (nc < 64)
-    nc = 64;
-  p = tally__realloc(u->mem, u->recs, nc * sizeof(undo_rec));
-  if (p == NULL)
-    return TALLY_ENOMEM;
-  u->recs = p;
-  u->cap = nc;
-  return TALLY_OK;
-}
-
-/* Next record slot. Every operation reserves its worst case first, so the
- * fallback growth here only serves callers that did not. */
-static undo_rec *undo_push(tally__undo *u, int kind, tally__tree *t,
-                           tally__node *nd, unsigned slot) {
-  undo_rec *r;
-  if (u->n == u->cap && tally__undo_reserve(u, 1) != TALLY_OK)
-    return NULL;
-  r = (undo_rec *)u->recs + u->n++;
-  r->kind = kind;
-  r->t = t;
-  r->nd = nd;
-  r->slot = slot;
-  return r;
-}
-
-int tally__undo_push_custom(tally__undo *u, tally__undo_fn undo,
-                            tally__undo_fn release, void *owner, void *p,
-                            uint64_t x) {
-  undo_rec *r = undo_push(u, UR_CUSTOM, NULL, NULL, 0);
-  if (r == NULL)
-    return TALLY_ENOMEM;
-  r->u.cus.undo = undo;
-  r->u.cus.release = release;
-  r->u.cus.owner = owner;
-  r->u.cus.p = p;
-  r->u.cus.x = x;
-  return TALLY_OK;
-}
-
-static void bt_tree_free(const tally__mem *m, tally__tree *t) {
-  if (t == NULL)
-    return;
-  nd_free_subtree(m, t->root, t->height);
-  tally__free(m, t);
-}
-
-static void undo_one(tally__undo *u, undo_rec *r) {
-  tally__node *nd = r->nd;
-  if (r->t != NULL && r->kind != UR_NEW_TREE)
-    r->t->version++;
-  switch (r->kind) {
-  case UR_LEAF_INS:
-    nd_del(nd, r->slot);
-    break;
-  case UR_LEAF_DEL:
-    /* The heap held these bytes before; its capacity has not shrunk. */
-    nd_put(nd, r->slot, r->u.del.pfx, u->bytes + r->u.del.at, r->u.del.len,
-           r->u.del.sum, 0, NULL);
-    u->nbytes = r->u.del.at;
-    break;
-  case UR_LEAF_SUM:
-    nd->sum[r->slot] = r->u.sum;
-    break;
-  case UR_KID:
-    nd->cnt[r->slot] = r->u.kid.cnt;
-    nd->sum[r->slot] = r->u.kid.sum;
-    break;
-  case UR_HDR:
-    r->t->root = r->u.hdr.root;
-    r->t->height = r->u.hdr.height;
-    r->t->count = r->u.hdr.count;
-    break;
-  case UR_IMAGE:
-    /* Same address: the inline heap pointer in the image is still right;
-     * a separate heap is replaced by the copy (with the old capacity). */
-    if (nd->ext)
-      tally__free(u->mem, nd->heap);
-    memcpy(nd, r->u.img.img, r->u.img.len);
-    if (nd->ext)
-      nd->heap = r->u.img.heap;
-    tally__free(u->mem, r->u.img.img);
-    break;
-  case UR_NEW_NODE:
-    nd_free(u->mem, nd);
-    break;
-  case UR_NEW_TREE:
-    bt_tree_free(u->mem, r->t);
-    break;
-  case UR_CUSTOM:
-    if (r->u.cus.undo != NULL)
-      r->u.cus.undo(r->u.cus.owner, r->u.cus.p, r->u.cus.x);
-    break;
-  default: /* UR_RETIRED, UR_SUBTREE, UR_OLD_TREE: keep them */
-    break;
-  }
-}
-
-void tally__undo_rollback(tally__undo *u, size_t mark) {
-  undo_rec *recs = u->recs;
-  while (u->n > mark) {
-    u->n--;
-    undo_one(u, &recs[u->n]);
-  }
-}
-
-/* Make the records above mark permanent, oldest first: free what they kept
- * for rollback, drop the rest, give back the arena bytes they saved. */
-static void undo_release(tally__undo *u, size_t mark) {
-  undo_rec *recs = u->recs;
-  size_t i, nb = u->nbytes;
-  for (i = mark; i < u->n; i++) {
-    undo_rec *r = &recs[i];
-    switch (r->kind) {
-    case UR_LEAF_DEL:
-      /* the first one above mark saved its bytes where the arena was at
-       * mark */
-      if (r->u.del.at < nb)
-        nb = r->u.del.at;
-      break;
-    case UR_IMAGE:
-      tally__free(u->mem, r->u.img.img);
-      tally__free(u->mem, r->u.img.heap);
-      break;
-    case UR_RETIRED:
-      nd_free(u->mem, r->nd);
-      break;
-    case UR_SUBTREE:
-      nd_free_subtree(u->mem, r->nd, r->u.height);
-      break;
-    case UR_OLD_TREE:
-      bt_tree_free(u->mem, r->t);
-      break;
-    case UR_CUSTOM:
-      if (r->u.cus.release != NULL)
-        r->u.cus.release(r->u.cus.owner, r->u.cus.p, r->u.cus.x);
-      break;
-    default:
-      break;
-    }
-  }
-  u->n = mark;
-  u->nbytes = nb;
-}
-
-void tally__undo_commit(tally__undo *u) {
-  undo_release(u, 0);
-  u->nbytes = 0;
-}
-
-void tally__undo_release_since(tally__undo *u, size_t mark) {
-  TALLY_ASSERT(mark <= u->n);
-  undo_release(u, mark);
-}
 
 /* Log the tree header before it changes. */
 static int bt_log_hdr(tally__undo *u, tally__tree *t) {
-  undo_rec *r = undo_push(u, UR_HDR, t, NULL, 0);
+  tally__undo_rec *r = tally__undo_push(u, TALLY__UR_HDR, t, NULL, 0);
   if (r == NULL)
     return TALLY_ENOMEM;
   r->u.hdr.root = t->root;
@@ -949,16 +248,16 @@ static int bt_log_hdr(tally__undo *u, tally__tree *t) {
  * heap (same capacity, so that rollback restores hcap truthfully). */
 static int bt_image(tally__ctx *cx, tally__tree *t, tally__node *nd) {
   size_t used = nd->off[nd->n];
-  size_t sz = nd_size(t->cap, nd->leaf) + (nd->ext ? 0u : used);
+  size_t sz = tally__node_size(t->cap, nd->leaf) + (nd->ext ? 0u : used);
   tally__node *img = tally__malloc(&cx->mem, sz);
   unsigned char *hp = nd->ext ? tally__malloc(&cx->mem, nd->hcap) : NULL;
-  undo_rec *r;
+  tally__undo_rec *r;
   if (img == NULL || (nd->ext && hp == NULL)) {
     tally__free(&cx->mem, img);
     tally__free(&cx->mem, hp);
     return TALLY_ENOMEM;
   }
-  r = undo_push(&cx->undo, UR_IMAGE, t, nd, 0);
+  r = tally__undo_push(&cx->undo, TALLY__UR_IMAGE, t, nd, 0);
   if (r == NULL) {
     tally__free(&cx->mem, img);
     tally__free(&cx->mem, hp);
@@ -977,8 +276,9 @@ static int bt_image(tally__ctx *cx, tally__tree *t, tally__node *nd) {
  * 8, at least 32) and log it as new. */
 static int bt_new_node(tally__ctx *cx, tally__tree *t, int leaf, size_t icap,
                        tally__node **out) {
-  tally__node *nd = nd_alloc(&cx->mem, t->cap, leaf, icap);
-  if (nd == NULL || undo_push(&cx->undo, UR_NEW_NODE, t, nd, 0) == NULL) {
+  tally__node *nd = tally__node_alloc(&cx->mem, t->cap, leaf, icap);
+  if (nd == NULL ||
+      tally__undo_push(&cx->undo, TALLY__UR_NEW_NODE, t, nd, 0) == NULL) {
     tally__free(&cx->mem, nd);
     return TALLY_ENOMEM;
   }
@@ -997,9 +297,10 @@ static size_t bt_split_icap(const tally__node *x, unsigned cap,
 }
 
 static int bt_retire(tally__ctx *cx, tally__tree *t, tally__node *nd) {
-  return undo_push(&cx->undo, UR_RETIRED, t, nd, 0) ? TALLY_OK
+  return tally__undo_push(&cx->undo, TALLY__UR_RETIRED, t, nd, 0) ? TALLY_OK
                                                      : TALLY_ENOMEM;
 }
+
 
 /* ------------------------------------------------------------------------ */
 /* Tree                                                                      */
@@ -1064,13 +365,13 @@ static int bt_fixup(tally__ctx *cx, tally__tree *t, bt_path *ph,
   while (level > 0) {
     tally__node *p = ph->nd[level - 1];
     unsigned c = ph->idx[level - 1];
-    undo_rec *r = undo_push(&cx->undo, UR_KID, t, p, c);
+    tally__undo_rec *r = tally__undo_push(&cx->undo, TALLY__UR_KID, t, p, c);
     if (r == NULL)
       return TALLY_ENOMEM;
     r->u.kid.cnt = p->cnt[c];
     r->u.kid.sum = p->sum[c];
     p->cnt[c] += (uint64_t)dcount;
-    p->sum[c] = nd_total(ph->nd[level]);
+    p->sum[c] = tally__node_total(ph->nd[level]);
     level--;
   }
   return TALLY_OK;
@@ -1085,24 +386,24 @@ int tally__tree_new(tally__ctx *cx, tally__tree **out) {
     return TALLY_ENOMEM;
   memset(t, 0, sizeof *t);
   t->cap = cx->node_size;
-  undo_push(&cx->undo, UR_NEW_TREE, t, NULL, 0);
+  tally__undo_push(&cx->undo, TALLY__UR_NEW_TREE, t, NULL, 0);
   *out = t;
   return TALLY_OK;
 }
 
 void tally__tree_destroy(tally__ctx *cx, tally__tree *t) {
-  bt_tree_free(&cx->mem, t);
+  tally__tree_free_all(&cx->mem, t);
 }
 
 int tally__tree_retire(tally__ctx *cx, tally__tree *t) {
-  return undo_push(&cx->undo, UR_OLD_TREE, t, NULL, 0) ? TALLY_OK
+  return tally__undo_push(&cx->undo, TALLY__UR_OLD_TREE, t, NULL, 0) ? TALLY_OK
                                                        : TALLY_ENOMEM;
 }
 
 uint64_t tally__tree_count(const tally__tree *t) { return t->count; }
 
 double tally__tree_sum(const tally__tree *t) {
-  return t->root ? nd_total(t->root) : 0.0;
+  return t->root ? tally__node_total(t->root) : 0.0;
 }
 
 uint64_t tally__tree_version(const tally__tree *t) { return t->version; }
@@ -1133,28 +434,29 @@ static int bt_split(tally__ctx *cx, tally__tree *t, tally__node *x,
   size_t moved = x->off[x->n] - x->off[half];
   tally__node *dst = x;
   int rc;
-  if (nd_reserve(&cx->mem, r, moved + e->len) != TALLY_OK)
+  if (tally__node_reserve(&cx->mem, r, moved + e->len) != TALLY_OK)
     return TALLY_ENOMEM;
-  nd_move_tail(r, x, half);
+  tally__node_move_tail(r, x, half);
   if (i > half) {
     dst = r;
     i -= half;
   }
-  rc = nd_insert(&cx->mem, dst, i, e->pfx, e->bytes, e->len, e->sum, e->cnt,
-                 e->kid);
+  rc = tally__node_insert(&cx->mem, dst, i, e->pfx, e->bytes, e->len, e->sum,
+                          e->cnt, e->kid);
   if (rc != TALLY_OK)
     return rc;
   *seppfx = r->pfx[0];
-  *seplen = nd_copy_entry(r, 0, sep);
+  *seplen = tally__node_copy_entry(r, 0, sep);
   if (!r->leaf)
-    nd_set_bytes(&cx->mem, r, 0, 0, NULL, 0); /* shrinks: cannot fail */
+    tally__node_set_bytes(&cx->mem, r, 0, 0, NULL,
+                          0); /* shrinks: cannot fail */
   return TALLY_OK;
 }
 
 int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
                        size_t klen, const void *id, size_t idlen,
                        double sum) {
-  unsigned char item[BT_ENTRY_MAX], sep[BT_ENTRY_MAX];
+  unsigned char item[TALLY__ENTRY_MAX], sep[TALLY__ENTRY_MAX];
   bt_pending e;
   bt_path ph;
   int found;
@@ -1173,7 +475,7 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
   if (tally__undo_reserve(&cx->undo, bt_worst(t)) != TALLY_OK)
     return TALLY_ENOMEM;
   t->version++;
-  e.len = bt_encode(item, &e.pfx, key, klen, id, idlen);
+  e.len = tally__entry_encode(item, &e.pfx, key, klen, id, idlen);
   e.bytes = item;
   e.sum = sum;
   e.cnt = 0;
@@ -1192,10 +494,10 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
 
   if (x->n < t->cap) {
     /* Common path: the leaf has room; log the item, not the node. */
-    if (nd_reserve(&cx->mem, x, e.len) != TALLY_OK)
+    if (tally__node_reserve(&cx->mem, x, e.len) != TALLY_OK)
       return TALLY_ENOMEM;
-    undo_push(&cx->undo, UR_LEAF_INS, t, x, pos);
-    nd_put(x, pos, e.pfx, e.bytes, e.len, e.sum, 0, NULL);
+    tally__undo_push(&cx->undo, TALLY__UR_LEAF_INS, t, x, pos);
+    tally__node_put(x, pos, e.pfx, e.bytes, e.len, e.sum, 0, NULL);
     return bt_fixup(cx, t, &ph, level, 1);
   }
 
@@ -1212,8 +514,8 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
     unsigned c;
     x = ph.nd[level];
     if (x->n < t->cap) {
-      rc = nd_insert(&cx->mem, x, slot, e.pfx, e.bytes, e.len, e.sum, e.cnt,
-                     e.kid);
+      rc = tally__node_insert(&cx->mem, x, slot, e.pfx, e.bytes, e.len, e.sum,
+                              e.cnt, e.kid);
       if (rc != TALLY_OK)
         return rc;
       return bt_fixup(cx, t, &ph, level, 1);
@@ -1230,8 +532,10 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
       rc = bt_new_node(cx, t, 0, (size_t)t->cap * seplen, &q);
       if (rc != TALLY_OK)
         return rc;
-      nd_put(q, 0, 0, NULL, 0, nd_total(x), nd_count(x), x);
-      nd_put(q, 1, seppfx, sep, seplen, nd_total(r), nd_count(r), r);
+      tally__node_put(q, 0, 0, NULL, 0, tally__node_total(x),
+                      tally__node_count(x), x);
+      tally__node_put(q, 1, seppfx, sep, seplen, tally__node_total(r),
+                      tally__node_count(r), r);
       t->root = q;
       t->height++;
       return TALLY_OK;
@@ -1241,13 +545,13 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
     rc = bt_image(cx, t, p);
     if (rc != TALLY_OK)
       return rc;
-    p->cnt[c] = nd_count(x);
-    p->sum[c] = nd_total(x);
+    p->cnt[c] = tally__node_count(x);
+    p->sum[c] = tally__node_total(x);
     e.pfx = seppfx;
     e.bytes = sep;
     e.len = seplen;
-    e.sum = nd_total(r);
-    e.cnt = nd_count(r);
+    e.sum = tally__node_total(r);
+    e.cnt = tally__node_count(r);
     e.kid = r;
     slot = c + 1;
     level--;
@@ -1267,7 +571,7 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
  */
 static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
                         unsigned level) {
-  unsigned char b1[BT_ENTRY_MAX], b2[BT_ENTRY_MAX];
+  unsigned char b1[TALLY__ENTRY_MAX], b2[TALLY__ENTRY_MAX];
   const tally__mem *m = &cx->mem;
   unsigned half = t->cap / 2;
   for (;;) {
@@ -1290,47 +594,48 @@ static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
          * leaf left just at half would be back here on its next delete. */
         unsigned mv = (s->n - x->n) / 2u;
         uint32_t bytes = left ? s->off[s->n] - s->off[s->n - mv] : s->off[mv];
-        if ((rc = nd_reserve(m, x, bytes)) != TALLY_OK)
+        if ((rc = tally__node_reserve(m, x, bytes)) != TALLY_OK)
           return rc;
         if (left) {
           /* The first moved item is x's new first item and separator. */
-          nd_leaf_take_back(x, s, mv);
+          tally__node_take_back(x, s, mv);
           p1 = x->pfx[0];
-          l1 = nd_copy_entry(x, 0, b1);
-          if ((rc = nd_set_bytes(m, p, c, p1, b1, l1)))
+          l1 = tally__node_copy_entry(x, 0, b1);
+          if ((rc = tally__node_set_bytes(m, p, c, p1, b1, l1)))
             return rc;
         } else {
-          nd_leaf_take_front(x, s, mv);
+          tally__node_take_front(x, s, mv);
           p2 = s->pfx[0];
-          l2 = nd_copy_entry(s, 0, b2);
-          if ((rc = nd_set_bytes(m, p, c + 1, p2, b2, l2)))
+          l2 = tally__node_copy_entry(s, 0, b2);
+          if ((rc = tally__node_set_bytes(m, p, c + 1, p2, b2, l2)))
             return rc;
         }
       } else if (left) {
         p1 = p->pfx[c];
-        l1 = nd_copy_entry(p, c, b1);
+        l1 = tally__node_copy_entry(p, c, b1);
         p2 = s->pfx[k];
-        l2 = nd_copy_entry(s, k, b2);
-        nd_del(s, k);
-        if ((rc = nd_insert(m, x, 0, 0, NULL, 0, esum, ecnt, ekid)) ||
-            (rc = nd_set_bytes(m, x, 1, p1, b1, l1)) ||
-            (rc = nd_set_bytes(m, p, c, p2, b2, l2)))
+        l2 = tally__node_copy_entry(s, k, b2);
+        tally__node_del(s, k);
+        if ((rc = tally__node_insert(m, x, 0, 0, NULL, 0, esum, ecnt, ekid)) ||
+            (rc = tally__node_set_bytes(m, x, 1, p1, b1, l1)) ||
+            (rc = tally__node_set_bytes(m, p, c, p2, b2, l2)))
           return rc;
       } else {
         p1 = p->pfx[c + 1];
-        l1 = nd_copy_entry(p, c + 1, b1);
+        l1 = tally__node_copy_entry(p, c + 1, b1);
         p2 = s->pfx[1];
-        l2 = nd_copy_entry(s, 1, b2);
-        nd_del(s, 0);
-        nd_set_bytes(m, s, 0, 0, NULL, 0);
-        if ((rc = nd_insert(m, x, x->n, p1, b1, l1, esum, ecnt, ekid)) ||
-            (rc = nd_set_bytes(m, p, c + 1, p2, b2, l2)))
+        l2 = tally__node_copy_entry(s, 1, b2);
+        tally__node_del(s, 0);
+        tally__node_set_bytes(m, s, 0, 0, NULL, 0);
+        if ((rc = tally__node_insert(m, x, x->n, p1, b1, l1, esum, ecnt,
+                                     ekid)) ||
+            (rc = tally__node_set_bytes(m, p, c + 1, p2, b2, l2)))
           return rc;
       }
-      p->cnt[c] = nd_count(x);
-      p->sum[c] = nd_total(x);
-      p->cnt[sc] = nd_count(s);
-      p->sum[sc] = nd_total(s);
+      p->cnt[c] = tally__node_count(x);
+      p->sum[c] = tally__node_total(x);
+      p->cnt[sc] = tally__node_count(s);
+      p->sum[sc] = tally__node_total(s);
       return bt_fixup(cx, t, ph, level - 1, -1);
     }
     /* Merge the right one of the pair into the left one. */
@@ -1341,16 +646,16 @@ static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
       return rc;
     if (!b->leaf) {
       p1 = p->pfx[bi];
-      l1 = nd_copy_entry(p, bi, b1);
-      if ((rc = nd_set_bytes(m, b, 0, p1, b1, l1)) != TALLY_OK)
+      l1 = tally__node_copy_entry(p, bi, b1);
+      if ((rc = tally__node_set_bytes(m, b, 0, p1, b1, l1)) != TALLY_OK)
         return rc;
     }
-    if ((rc = nd_reserve(m, a, b->off[b->n])) != TALLY_OK)
+    if ((rc = tally__node_reserve(m, a, b->off[b->n])) != TALLY_OK)
       return rc;
-    nd_move_tail(a, b, 0);
-    nd_del(p, bi);
-    p->cnt[bi - 1] = nd_count(a);
-    p->sum[bi - 1] = nd_total(a);
+    tally__node_move_tail(a, b, 0);
+    tally__node_del(p, bi);
+    p->cnt[bi - 1] = tally__node_count(a);
+    p->sum[bi - 1] = tally__node_total(a);
     if (level == 1) {
       if (p->n == 1) {
         /* The root kept one child: that child becomes the root. */
@@ -1403,7 +708,7 @@ int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
     /* Common path: save the item's bytes, log a cheap record. */
     tally__undo *u = &cx->undo;
     size_t len = x->off[pos + 1] - x->off[pos];
-    undo_rec *r;
+    tally__undo_rec *r;
     if (u->nbytes + len > u->bytes_cap) {
       size_t nc = u->bytes_cap * 2;
       unsigned char *p;
@@ -1417,7 +722,7 @@ int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
       u->bytes = p;
       u->bytes_cap = nc;
     }
-    r = undo_push(u, UR_LEAF_DEL, t, x, pos);
+    r = tally__undo_push(u, TALLY__UR_LEAF_DEL, t, x, pos);
     r->u.del.pfx = x->pfx[pos];
     r->u.del.sum = old;
     r->u.del.at = u->nbytes;
@@ -1425,7 +730,7 @@ int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
     if (len)
       memcpy(u->bytes + u->nbytes, x->heap + x->off[pos], len);
     u->nbytes += len;
-    nd_del(x, pos);
+    tally__node_del(x, pos);
     t->count--;
     rc = bt_fixup(cx, t, &ph, level, -1);
     if (rc != TALLY_OK)
@@ -1434,7 +739,7 @@ int tally__tree_delete(tally__ctx *cx, tally__tree *t, const void *key,
     rc = bt_image(cx, t, x);
     if (rc != TALLY_OK)
       return rc;
-    nd_del(x, pos);
+    tally__node_del(x, pos);
     t->count--;
     rc = bt_rebalance(cx, t, &ph, level);
     if (rc != TALLY_OK)
@@ -1453,7 +758,7 @@ int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
   int found;
   tally__node *x;
   unsigned pos;
-  undo_rec *r;
+  tally__undo_rec *r;
 
   if (t->root == NULL)
     return TALLY_ENOTFOUND;
@@ -1466,21 +771,21 @@ int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
   if (tally__undo_reserve(&cx->undo, t->height + 1) != TALLY_OK)
     return TALLY_ENOMEM;
   t->version++;
-  r = undo_push(&cx->undo, UR_LEAF_SUM, t, x, pos);
+  r = tally__undo_push(&cx->undo, TALLY__UR_LEAF_SUM, t, x, pos);
   r->u.sum = x->sum[pos];
   x->sum[pos] = sum;
   return bt_fixup(cx, t, &ph, t->height - 1, 0);
 }
 
 int tally__tree_clear(tally__ctx *cx, tally__tree *t) {
-  undo_rec *r;
+  tally__undo_rec *r;
   if (t->root == NULL)
     return TALLY_OK;
   if (tally__undo_reserve(&cx->undo, 2) != TALLY_OK)
     return TALLY_ENOMEM;
   t->version++;
   bt_log_hdr(&cx->undo, t);
-  r = undo_push(&cx->undo, UR_SUBTREE, t, t->root, 0);
+  r = tally__undo_push(&cx->undo, TALLY__UR_SUBTREE, t, t->root, 0);
   r->u.height = t->height;
   t->root = NULL;
   t->height = 0;
@@ -1508,7 +813,7 @@ static unsigned bt_load_fill(size_t k, size_t m, size_t j, unsigned cap) {
   return j + 2 == m ? (unsigned)(r - cap / 2) : cap / 2;
 }
 
-/* Bytes of the entry of an item (bt_encode's layout). */
+/* Bytes of the entry of an item (tally__entry_encode's layout). */
 static size_t bt_load_len(const tally_entry *e) {
   size_t kl = e->key.len;
   return (kl < 128 ? 1u : 2u) + (kl > 8 ? kl - 8 : 0u) + e->id.len;
@@ -1525,8 +830,8 @@ static size_t bt_load_icap(size_t used, unsigned cnt, unsigned cap) {
 static void bt_load_put(tally__node *nd, const tally_entry *e, double sum) {
   unsigned j = nd->n;
   uint32_t at = nd->off[j];
-  size_t len = bt_encode(nd->heap + at, &nd->pfx[j], e->key.data, e->key.len,
-                         e->id.data, e->id.len);
+  size_t len = tally__entry_encode(nd->heap + at, &nd->pfx[j], e->key.data,
+                                   e->key.len, e->id.data, e->id.len);
   nd->sum[j] = sum;
   nd->off[j + 1] = at + (uint32_t)len;
   nd->n = (uint16_t)(j + 1);
@@ -1569,10 +874,10 @@ int tally__tree_load(tally__ctx *cx, tally__tree *t, const tally_entry *items,
     tally__node *nd;
     for (i = 0; i < cnt; i++)
       used += bt_load_len(&items[pos + i]);
-    nd = nd_alloc(mem, cap, 1, bt_load_icap(used, cnt, cap));
+    nd = tally__node_alloc(mem, cap, 1, bt_load_icap(used, cnt, cap));
     if (nd == NULL) {
       while (j-- > 0)
-        nd_free(mem, v[j].nd);
+        tally__node_free(mem, v[j].nd);
       tally__free(mem, v);
       return TALLY_ENOMEM;
     }
@@ -1592,14 +897,14 @@ int tally__tree_load(tally__ctx *cx, tally__tree *t, const tally_entry *items,
       tally__node *nd;
       for (i = 1; i < cnt; i++)
         used += bt_load_len(&items[v[pos + i].first]);
-      nd = nd_alloc(mem, cap, 0, bt_load_icap(used, cnt, cap));
+      nd = tally__node_alloc(mem, cap, 0, bt_load_icap(used, cnt, cap));
       if (nd == NULL) {
         /* parents [0, j) own children [0, pos); the rest are loose */
         size_t q;
         for (q = 0; q < j; q++)
-          nd_free_subtree(mem, v[q].nd, h + 1);
+          tally__node_free_subtree(mem, v[q].nd, h + 1);
         for (q = pos; q < k; q++)
-          nd_free_subtree(mem, v[q].nd, h);
+          tally__node_free_subtree(mem, v[q].nd, h);
         tally__free(mem, v);
         return TALLY_ENOMEM;
       }
@@ -1613,8 +918,8 @@ int tally__tree_load(tally__ctx *cx, tally__tree *t, const tally_entry *items,
           bt_load_put(nd, &items[v[pos + i].first], 0.0);
         }
         nd->kid[i] = kid;
-        nd->cnt[i] = nd_count(kid);
-        nd->sum[i] = nd_total(kid);
+        nd->cnt[i] = tally__node_count(kid);
+        nd->sum[i] = tally__node_total(kid);
       }
       v[j].nd = nd;
       v[j].first = first;
@@ -1668,7 +973,7 @@ uint64_t tally__tree_rank(const tally__tree *t, const tally__edge *e) {
   bt_probe_init(&pr, e);
   for (l = 1; l < t->height; l++) {
     unsigned c = bt_child(nd, &pr);
-    r += bt_cnt_sum(nd->cnt, c);
+    r += tally__cnt_sum(nd->cnt, c);
     nd = nd->kid[c];
     if (l + 1 < t->height)
       nd_prefetch_inner(nd, t->cap);
@@ -1709,15 +1014,15 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
     b = bt_search(nd, 0, &ph);
     if (a < b) {
       *count = b - a;
-      *sum = bt_total(nd->sum + a, b - a);
+      *sum = tally__total(nd->sum + a, b - a);
     }
     return;
   }
   /* The edges part here: whole children strictly between them, then the
    * tail of the lo side (x) and the head of the hi side (y), walked down in
    * step so that the two paths' misses overlap. */
-  cn = bt_cnt_sum(nd->cnt + a + 1, b - a - 1);
-  s = bt_total(nd->sum + a + 1, b - a - 1);
+  cn = tally__cnt_sum(nd->cnt + a + 1, b - a - 1);
+  s = tally__total(nd->sum + a + 1, b - a - 1);
   x = nd->kid[a];
   y = nd->kid[b];
   depth++;
@@ -1726,8 +1031,8 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
   while (!x->leaf) {
     a = bt_child(x, &pl) + 1;
     b = bt_child(y, &ph);
-    cn += bt_cnt_sum(x->cnt + a, x->n - a) + bt_cnt_sum(y->cnt, b);
-    s += bt_total(x->sum + a, x->n - a) + bt_total(y->sum, b);
+    cn += tally__cnt_sum(x->cnt + a, x->n - a) + tally__cnt_sum(y->cnt, b);
+    s += tally__total(x->sum + a, x->n - a) + tally__total(y->sum, b);
     x = x->kid[a - 1];
     y = y->kid[b];
     depth++;
@@ -1737,7 +1042,7 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
   a = bt_search(x, 0, &pl);
   b = bt_search(y, 0, &ph);
   cn += (x->n - a) + b;
-  s += bt_total(x->sum + a, x->n - a) + bt_total(y->sum, b);
+  s += tally__total(x->sum + a, x->n - a) + tally__total(y->sum, b);
   *count = cn;
   *sum = s;
 }
@@ -1805,14 +1110,14 @@ int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out) {
   if (rank >= t->count)
     return TALLY_ERANGE;
   nd = bt_select(t, rank, &slot, NULL);
-  bt_item_out(nd, slot, out);
+  tally__entry_out(nd, slot, out);
   return TALLY_OK;
 }
 
 size_t tally__tree_bytes(const tally__tree *t) {
   size_t s = sizeof *t;
   if (t->root != NULL)
-    s += nd_bytes_subtree(t->root, t->height, t->cap);
+    s += tally__node_bytes_subtree(t->root, t->height, t->cap);
   return s;
 }
 
@@ -1866,7 +1171,7 @@ int tally__iter_prev(tally__iter *it) { return bt_iter_step(it, 0); }
 int tally__iter_get(const tally__iter *it, tally_item *out) {
   if (it->depth == 0 || it->version != it->t->version)
     return TALLY_EINVAL;
-  bt_item_out(it->path[it->depth - 1].node, it->path[it->depth - 1].idx,
+  tally__entry_out(it->path[it->depth - 1].node, it->path[it->depth - 1].idx,
               out);
   return TALLY_OK;
 }
@@ -1896,39 +1201,11 @@ static int bt_fail(bt_vstate *v, const char *what, const tally__node *nd,
 /* Compare entry j of nd with a full (key, id). */
 static int bt_cmp_item(const tally__node *nd, unsigned j,
                        const tally_item *it) {
-  bt_ent e;
+  tally__ent e;
   int c;
-  bt_decode(nd, j, &e);
-  c = bt_keycmp(nd, j, &e, it->key, it->key_len, (size_t)-1);
-  return c ? c : bt_cmp_bytes(e.id, e.idlen, it->id, it->id_len);
-}
-
-/* Invariant 7 for one entry. */
-static int bt_check_entry(bt_vstate *v, const tally__node *nd, unsigned j) {
-  uint32_t a = nd->off[j], b = nd->off[j + 1];
-  const unsigned char *h = nd->heap + a;
-  size_t kl, used, suf;
-  if (b <= a)
-    return bt_fail(v, "invariant 7: empty entry", nd, j);
-  kl = h[0];
-  used = 1;
-  if (kl & 0x80) {
-    if (b - a < 2)
-      return bt_fail(v, "invariant 7: truncated length", nd, j);
-    kl = (kl & 0x7f) | ((size_t)h[1] << 7);
-    used = 2;
-  }
-  if (kl > TALLY_KEY_MAX)
-    return bt_fail(v, "invariant 7: key too long", nd, j);
-  suf = kl > 8 ? kl - 8 : 0;
-  if (used + suf > (size_t)(b - a))
-    return bt_fail(v, "invariant 7: key overruns entry", nd, j);
-  if ((size_t)(b - a) - used - suf > TALLY_ID_MAX)
-    return bt_fail(v, "invariant 7: id too long", nd, j);
-  /* The low 8 - kl bytes of pfx are padding past the key. */
-  if (kl < 8 && (nd->pfx[j] << (8 * kl)) != 0)
-    return bt_fail(v, "invariant 7: prefix padding not zero", nd, j);
-  return TALLY_OK;
+  tally__entry_decode(nd, j, &e);
+  c = tally__entry_keycmp(nd, j, &e, it->key, it->key_len, (size_t)-1);
+  return c ? c : tally__bytes_cmp(e.id, e.idlen, it->id, it->id_len);
 }
 
 /*
@@ -1949,44 +1226,32 @@ static int bt_vnode(bt_vstate *v, const tally__node *nd, unsigned depth,
     return bt_fail(v, "invariant 2: node underfull", nd, nd->n);
   if (depth == 0 && nd->n < (nd->leaf ? 1u : 2u))
     return bt_fail(v, "invariant 2: root too small", nd, nd->n);
-  if (nd->off[0] != 0)
-    return bt_fail(v, "invariant 7: off[0] not 0", nd, 0);
-  for (i = 0; i < nd->n; i++)
-    if (nd->off[i + 1] < nd->off[i])
-      return bt_fail(v, "invariant 7: offsets decrease", nd, i);
-  if (nd->off[nd->n] > nd->hcap)
-    return bt_fail(v, "invariant 7: heap overrun", nd, nd->n);
-  if (!nd->ext && (nd->heap != nd_inline(nd, v->cap) || nd->hcap != nd->icap))
-    return bt_fail(v, "invariant 7: inline heap misplaced", nd, 0);
-  if (!nd->leaf && (nd->off[1] != 0 || nd->pfx[0] != 0))
-    return bt_fail(v, "invariant 7: inner entry 0 not empty", nd, 0);
-  for (i = first; i < nd->n; i++) {
-    if ((rc = bt_check_entry(v, nd, i)) != TALLY_OK)
-      return rc;
-    if (i > first) {
-      bt_item_out(nd, i - 1, &v->tmp);
-      if (bt_cmp_item(nd, i, &v->tmp) <= 0)
-        return bt_fail(v, "invariant 3: entries not increasing", nd, i);
-    }
+  /* The layout first: everything below reads entries through it. */
+  if ((rc = tally__node_validate(nd, v->cap, v->msg, v->msglen)) != TALLY_OK)
+    return rc;
+  for (i = first + 1; i < nd->n; i++) {
+    tally__entry_out(nd, i - 1, &v->tmp);
+    if (bt_cmp_item(nd, i, &v->tmp) <= 0)
+      return bt_fail(v, "invariant 3: entries not increasing", nd, i);
   }
   if (nd->leaf) {
     for (i = 0; i < nd->n; i++) {
       if (v->have_last && bt_cmp_item(nd, i, &v->last) <= 0)
         return bt_fail(v, "invariant 3: leaf level not increasing", nd, i);
       if (lo_nd != NULL) {
-        bt_item_out(lo_nd, lo_j, &v->tmp);
+        tally__entry_out(lo_nd, lo_j, &v->tmp);
         if (bt_cmp_item(nd, i, &v->tmp) < 0)
           return bt_fail(v, "invariant 4: item below its separator", nd, i);
       }
       if (hi_nd != NULL) {
-        bt_item_out(hi_nd, hi_j, &v->tmp);
+        tally__entry_out(hi_nd, hi_j, &v->tmp);
         if (bt_cmp_item(nd, i, &v->tmp) >= 0)
           return bt_fail(v, "invariant 4: item not below next separator",
                          nd, i);
       }
     }
     if (nd->n > 0) {
-      bt_item_out(nd, nd->n - 1u, &v->last);
+      tally__entry_out(nd, nd->n - 1u, &v->last);
       v->have_last = 1;
     }
     *count = nd->n;
@@ -2005,7 +1270,7 @@ static int bt_vnode(bt_vstate *v, const tally__node *nd, unsigned depth,
       return rc;
     if (nd->cnt[i] != c)
       return bt_fail(v, "invariant 5: cached count differs", nd, i);
-    if (nd->sum[i] != nd_total(kid))
+    if (nd->sum[i] != tally__node_total(kid))
       return bt_fail(v, "invariant 5: cached sum differs", nd, i);
     *count += c;
   }
@@ -2041,3 +1306,4 @@ int tally__tree_validate(const tally__tree *t, unsigned node_size, char *msg,
                    t->root, 0);
   return TALLY_OK;
 }
+

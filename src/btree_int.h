@@ -18,72 +18,11 @@
 #include "alloc_int.h"
 #include "tally.h"
 
+#include "undo_int.h"
+
 /* Deepest tree possible: node size >= 4 means fanout >= 2 below the root,
  * and counts are uint64_t, so 64 levels always suffice. */
 #define TALLY__MAX_HEIGHT 64
-
-typedef struct tally__node tally__node;
-typedef struct tally__tree tally__tree;
-typedef struct tally__undo tally__undo;
-
-/* ------------------------------------------------------------------------ */
-/* Undo log                                                                  */
-/* ------------------------------------------------------------------------ */
-
-/*
- * A LIFO log of records, each describing how to reverse one change. The
- * owner (the aggregate) takes a mark before a write, rolls back to it when
- * the write fails, and, outside a transaction, commits right after a
- * successful write. Inside a transaction records accumulate until
- * tally_agg_commit (commit: release all) or tally_agg_rollback (rollback
- * to 0).
- *
- * Guarantees:
- *  - tally__undo_rollback allocates nothing and cannot fail. Everything it
- *    needs (node images, saved item bytes, nodes freed by merges) is kept
- *    alive in the log until commit.
- *  - Nodes "freed" while records exist are not freed: they are kept by a
- *    record and freed at commit (so images that point at them stay valid).
- *  - Records are appended before the change they describe; if appending
- *    fails (TALLY_ENOMEM), the change has not happened yet.
- */
-struct tally__undo {
-  tally__mem *mem;   /* allocator of the owning aggregate */
-  void *recs;        /* record array (layout private to btree.c) */
-  size_t n, cap;     /* records used / allocated */
-  unsigned char *bytes;     /* arena: bytes of items removed from leaves */
-  size_t nbytes, bytes_cap; /* arena bytes used / allocated */
-};
-
-/* Custom records let the layer above log its own changes (namespace map).
- * undo is called on rollback, release on commit; both must not fail. */
-typedef void (*tally__undo_fn)(void *owner, void *p, uint64_t u);
-
-void tally__undo_init(tally__undo *u, tally__mem *mem);
-/* Free the log; pending records are released (as on commit). */
-void tally__undo_destroy(tally__undo *u);
-/* Current position, to roll back to later. */
-size_t tally__undo_mark(const tally__undo *u);
-/* Reverse every record above mark, newest first. Cannot fail. */
-void tally__undo_rollback(tally__undo *u, size_t mark);
-/* Release every record (the changes become permanent). Cannot fail. */
-void tally__undo_commit(tally__undo *u);
-/*
- * Release the records above mark only, as commit would (images and
- * retired nodes freed, new-node records dropped, arena truncated). Only
- * for records of one tree that a record below mark destroys whole on
- * rollback (its UR_NEW_TREE), and that no record below mark refers to
- * the nodes of: the caller keeps every write to such a tree released, so
- * rollback finds the tree as the last write left it and frees it all.
- * Never for custom or tree-creation records. Cannot fail.
- */
-void tally__undo_release_since(tally__undo *u, size_t mark);
-/* Make room for at least extra more records (TALLY_ENOMEM). */
-int tally__undo_reserve(tally__undo *u, size_t extra);
-/* Append a custom record (TALLY_ENOMEM unless reserved). */
-int tally__undo_push_custom(tally__undo *u, tally__undo_fn undo,
-                            tally__undo_fn release, void *owner, void *p,
-                            uint64_t x);
 
 /* ------------------------------------------------------------------------ */
 /* Tree                                                                      */
@@ -95,7 +34,6 @@ typedef struct tally__ctx {
   tally__undo undo;   /* where every tree change is logged */
   unsigned node_size; /* max items per leaf and children per inner node */
 } tally__ctx;
-
 
 /* Where an edge sits relative to equal keys / positions. */
 typedef enum tally__edge_kind {
@@ -119,7 +57,7 @@ typedef struct tally__edge {
   tally__edge_kind kind;
   const unsigned char *key; /* not used by MIN / MAX */
   size_t klen;
-  const unsigned char *id;  /* only POS_* */
+  const unsigned char *id; /* only POS_* */
   size_t idlen;
 } tally__edge;
 
@@ -185,7 +123,8 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
 /* Copy the item of this rank; TALLY_ERANGE if rank >= count. */
 int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out);
 
-/* Check invariants 1-6 of btree.c; TALLY_ECORRUPT with a message. */
+/* Check invariants 1-7 of btree.c; TALLY_ECORRUPT with a message naming
+ * the invariant. */
 int tally__tree_validate(const tally__tree *t, unsigned node_size, char *msg,
                          size_t msglen);
 
@@ -203,13 +142,12 @@ typedef struct tally__iter {
   int depth;        /* levels in path; 0 = unpositioned */
   struct {
     const tally__node *node;
-    unsigned idx;   /* child index (inner) or item index (leaf) */
+    unsigned idx; /* child index (inner) or item index (leaf) */
   } path[TALLY__MAX_HEIGHT];
 } tally__iter;
 
 /* Position at the item of this rank; TALLY_ENOTFOUND if rank >= count. */
-int tally__iter_seek_rank(tally__iter *it, const tally__tree *t,
-                          uint64_t rank);
+int tally__iter_seek_rank(tally__iter *it, const tally__tree *t, uint64_t rank);
 /* Step; TALLY_ENOTFOUND past either end (then unpositioned); TALLY_EINVAL
  * if unpositioned or the tree changed since positioning. */
 int tally__iter_next(tally__iter *it);

@@ -45,7 +45,7 @@
 #include "agg_int.h"
 #include "alloc_int.h"
 
-/* Default cascade limit (README.md, Behaviour contract: at least 16). */
+/* Default cascade limit (README.md, Behaviour contract §7.6). */
 #define TRIG_DEFAULT_DEPTH 16
 
 typedef struct trig_entry {
@@ -77,6 +77,9 @@ struct tally_txn {
   bool active;    /* between begin and the end of tally_db_transact */
   bool draining;  /* running the queue: writes are nested */
   int err;        /* first error (invariant 3) */
+  int doom;       /* first failure of the db's aggregates or of the
+                     transaction, shared with the aggregates: any set
+                     value makes them refuse writes (aggregate.c, 6) */
   unsigned depth; /* depth of the trigger running now; 0 in fn */
   trig_change *q; /* the FIFO */
   size_t head, tail, cap;
@@ -398,6 +401,8 @@ static int trig_fail(tally_txn *txn, int code, int raw) {
     txn->err = code;
     txn->db->hook_err = raw;
   }
+  if (txn->doom == TALLY_OK)
+    txn->doom = code; /* every aggregate of the db refuses writes now */
   return code;
 }
 
@@ -677,11 +682,12 @@ int tally_db_transact(tally_db *db, tally_txn_fn fn, void *udata) {
         tally_agg_rollback(db->aggs[i].agg);
       return rc;
     }
-    tally__agg_doom_on_fail(db->aggs[i].agg);
+    tally__agg_doom_on_fail(db->aggs[i].agg, &txn->doom);
   }
   txn->active = true;
   txn->draining = false;
   txn->err = TALLY_OK;
+  txn->doom = TALLY_OK;
   txn->depth = 0;
   txn->head = txn->tail = 0;
 

@@ -328,7 +328,8 @@ int tm_clear_all(tm_model *m) {
 
 /* --- reads ---------------------------------------------------------------- */
 
-/* Does the lower side of b admit it? (SEMANTICS 3, row by row.) */
+/* Does the lower side of b admit it? (README.md, Behaviour contract §3.2,
+ * row by row.) */
 static bool tm_lower_ok(const tally_bounds *b, const tm_item *it) {
   if (b == NULL)
     return true;

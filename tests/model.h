@@ -13,8 +13,8 @@
  *                      it[] -> (k1,i1,s) (k1,i2,s) (k2,i1,s) ...
  *
  * Writes follow the header's contract literally (return codes, `changed`).
- * Reads decide admission item by item with the bounds table of SEMANTICS
- * section 3; the cheap reads find the admitted run by binary search on those
+ * Reads decide admission item by item with the bounds table of README.md,
+ * Behaviour contract §3.2; the cheap reads find the admitted run by binary search on those
  * per-item predicates (they are monotone along the order), tm_collect walks
  * every item. The model allocates with the C library, never through tally.
  *

@@ -169,7 +169,8 @@ static bool keys_add(const tally_item *it, void *ud) {
   return true;
 }
 
-/* 10,20,20,30 with ids 1,1,2,1 and sums 1,2,3,4 (SEMANTICS 4.6). */
+/* 10,20,20,30 with ids 1,1,2,1 and sums 1,2,3,4 (README.md, Behaviour
+ * contract §4.6). */
 static void fill_10_20_20_30(tally_agg *agg, const tally_bytes *ns) {
   assert_int_equal(ins(agg, ns, 10, 1, 1), TALLY_OK);
   CHECK(agg);
@@ -409,7 +410,7 @@ static void test_write_arg_errors(void **state) {
   fx_close(f);
 }
 
-/* Decisions 3-5: the idempotent variants. */
+/* The idempotent variants (README.md, Behaviour contract §5.4-5.6). */
 static void test_idempotent(void **state) {
   fx fx_;
   fx *f = &fx_;
@@ -483,7 +484,7 @@ static void test_idempotent(void **state) {
                    TALLY_OK);
   CHECK(f->agg);
   assert_false(ch);
-  /* old absent, new present with another sum -> sum updated (decision 4) */
+  /* old absent, new present with another sum -> sum updated (§5.6) */
   assert_int_equal(tally_agg_replace_or_insert(f->agg, NULL, k.b, i.b, &ns,
                                                k2.b, 6, &ch),
                    TALLY_OK);
@@ -567,7 +568,7 @@ static void test_replace(void **state) {
   assert_int_equal(tally_agg_replace(f->agg, &a, k1.b, i1.b, &a, k1.b, 11),
                    TALLY_OK);
   CHECK(f->agg);
-  /* key change within a namespace; new sum taken explicitly (decision 8) */
+  /* key change within a namespace; new sum taken explicitly (§5.3) */
   assert_int_equal(tally_agg_replace(f->agg, &a, k1.b, i1.b, &a, k3.b, 0),
                    TALLY_OK);
   CHECK(f->agg);
@@ -637,7 +638,7 @@ static void test_namespaces(void **state) {
   kv kab, kb2;
   ns_list l;
 
-  /* the encoding of null is a namespace, not "no namespace" (decision 2) */
+  /* the encoding of null is a namespace, not "no namespace" (§2.4) */
   tally_key_init(&nb);
   assert_int_equal(tally_key_null(&nb), TALLY_OK);
   assert_int_equal(tally_key_finish(&nb, &nullns), TALLY_OK);
@@ -786,7 +787,7 @@ static void test_index_of(void **state) {
   /* missing namespace -> 0 */
   assert_int_equal(idx(f->agg, NULL, 20, NULL, TALLY_ASC), 0);
   fill_10_20_20_30(f->agg, NULL);
-  /* SEMANTICS 4.6 examples */
+  /* the examples of README.md, Behaviour contract §4.6 */
   assert_int_equal(idx(f->agg, NULL, 20, NULL, TALLY_ASC), 1);
   assert_int_equal(idx(f->agg, NULL, 25, NULL, TALLY_ASC), 3);
   assert_int_equal(idx(f->agg, NULL, 5, NULL, TALLY_ASC), 0);
@@ -804,7 +805,7 @@ static void test_index_of(void **state) {
   assert_int_equal(idx(f->agg, NULL, 20, &id2, TALLY_DESC), 1);
   assert_int_equal(idx(f->agg, NULL, 20, &id0, TALLY_DESC), 3);
 
-  /* decision 6: both bounds apply: admitted = (10, 30) exclusive = 20,20 */
+  /* both bounds apply (§4.6): admitted = (10, 30) exclusive = 20,20 */
   K(&k15, 10);
   K(&k25, 30);
   lo = bnd(k15.b, false);
@@ -1087,7 +1088,7 @@ static void test_bounds_tuples(void **state) {
   b = tally_bounds_prefix(pre);
   assert_int_equal(cnt(f->agg, NULL, &b), 1);
 
-  /* SEMANTICS 3: upper [20] inclusive does not include [20, "b"];
+  /* contract §3.5: upper [20] inclusive does not include [20, "b"];
    * prefix [20] does */
   assert_int_equal(tally_agg_clear_all(f->agg), TALLY_OK);
   CHECK(f->agg);

@@ -42,6 +42,10 @@ static void fx_validate(fx *f) {
   if (rc != TALLY_OK)
     fprintf(stderr, "validate: %s\n", msg);
   assert_int_equal(rc, TALLY_OK);
+  rc = tally__undo_validate(&f->cx.undo, msg, sizeof msg);
+  if (rc != TALLY_OK)
+    fprintf(stderr, "undo validate: %s\n", msg);
+  assert_int_equal(rc, TALLY_OK);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -265,7 +269,8 @@ static uint64_t rank_of(fx *f, tally__edge_kind kind, const char *key,
 /* Small hand-checked trees                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* SEMANTICS 4.6 over keys 10,20,20,30: ranks before and after keys. */
+/* README.md, Behaviour contract §4.6 over keys 10,20,20,30: ranks before
+ * and after keys. */
 static void test_semantics_example(void **state) {
   fx f;
   const char *ids[] = {"a", "b", "c", "d"};

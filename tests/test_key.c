@@ -9,7 +9,7 @@
  *    builder, so orderings can be written as lists of literals and format
  *    output can be parsed back;
  *  - tv: a typed value tree with a reference comparator written straight
- *    from SEMANTICS decision 1, used by the randomized tests.
+ *    from README.md, Behaviour contract §1, used by the randomized tests.
  */
 #include "test_util.h"
 
@@ -894,7 +894,8 @@ static int tv_rank(const tv *v) {
   }
 }
 
-/* The typed order of SEMANTICS decision 1, written from the spec. */
+/* The typed order of README.md, Behaviour contract §1, written from the
+ * text. */
 static int tv_cmp(const tv *a, const tv *b) {
   int ra = tv_rank(a), rb = tv_rank(b);
   if (ra != rb)

@@ -1,5 +1,5 @@
 /*
- * test_sums.c - sums do not drift (SEMANTICS decision 9).
+ * test_sums.c - sums do not drift (README.md, Behaviour contract §9.3).
  *
  * A long random sequence of inserts, deletes and sum updates with values
  * spread log-uniformly over 1e-3..1e15; every so often the total and sums

@@ -491,7 +491,8 @@ static void test_plain_writes(void **state) {
   assert_int_equal(tally_key_compare(tally_item_key(&it), k30), 0);
   assert_int_equal(tally_key_compare(tally_item_id(&it), rid(&a, b)), 0);
 
-  /* Replace that changes nothing (decision 14): same result. */
+  /* Replace that changes nothing (README.md, Behaviour contract §6.3): same
+   * result. */
   for (int i = 0; i < N_T; i++) {
     dump d = dump_of(tally_table_agg(f.t[i]));
     assert_int_equal(tally_table_replace(f.t[i], NULL, rid(&a, b), &a2, &a2),
@@ -884,7 +885,7 @@ static void test_index_of_row_ties(void **state) {
                        TALLY_OK);
       assert_int_equal(desc, (uint64_t)(12 - 1 - k) + 1); /* before 9 */
     }
-    /* with bounds: only admitted items count (decision 6) */
+    /* with bounds: only admitted items count (contract §4.6) */
     assert_int_equal(tally_table_index_of_row(f.t[T_SCORE], NULL, rid(&rows[k], b),
                                               &rows[k], &bd, TALLY_ASC, &basc),
                      TALLY_OK);

@@ -478,7 +478,8 @@ static void test_doomed_txn(void **state) {
   fx_free(&fx);
 }
 
-/* A missing row is TALLY_ENOROW and does not doom the transaction. */
+/* A missing row is TALLY_ENOROW and does not doom the transaction
+ * (README.md, Behaviour contract §7.7). */
 static int fn_missing(tally_txn *txn, void *udata) {
   int *rcs = udata;
   unsigned char b[8];

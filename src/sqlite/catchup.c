@@ -25,9 +25,11 @@
  *     moves the position there, or changes nothing (own aggregate
  *     transactions; inside a write transaction the caller's ones, which
  *     the caller then rolls back).
- *  2. The strict table calls are used: an item missing or already present
- *     means the aggregate and the log disagree; the table is then marked
- *     stale (TALLY_ESTALE) instead of being silently patched.
+ *  2. The strict table calls are used. An old item not found under the
+ *     old image's key is looked up by its id (images of REAL values may be
+ *     inexact, see apply_by_id); an item missing altogether, or one already
+ *     present, means the aggregate and the log disagree: the table is then
+ *     marked stale (TALLY_ESTALE) instead of being silently patched.
  *  3. The log is contiguous above the prune mark; a first row whose seq is
  *     not position + 1 makes the catch-up look at the mark, and a position
  *     below it makes it reload from the checkpoints (TSQ_PRUNED).
@@ -102,16 +104,19 @@ static void touch_reset(tally_sqlite *ts) {
 
 static int touch_grow(tally_sqlite *ts) {
   size_t cap = ts->touch_cap == 0 ? 64 : ts->touch_cap * 2;
-  tsq_touch *t = tsq_realloc(&ts->mem, ts->touch, cap * sizeof *t);
-  if (t == NULL)
-    return TALLY_ENOMEM;
-  ts->touch = t;
-  ts->touch_cap = cap;
-  /* keep the hash at most half full: rehash into twice the entries */
+  /* keep the hash at most half full: twice the entries; both arrays are
+   * allocated before either capacity changes */
   size_t hcap = cap * 2;
   size_t *h = tsq_malloc(&ts->mem, hcap * sizeof *h);
   if (h == NULL)
     return TALLY_ENOMEM;
+  tsq_touch *t = tsq_realloc(&ts->mem, ts->touch, cap * sizeof *t);
+  if (t == NULL) {
+    tsq_free(&ts->mem, h);
+    return TALLY_ENOMEM;
+  }
+  ts->touch = t;
+  ts->touch_cap = cap;
   memset(h, 0, hcap * sizeof *h);
   tsq_free(&ts->mem, ts->hash);
   ts->hash = h;
@@ -194,6 +199,63 @@ int tsq_backfill(tally_sqlite *ts, tsq_agg *a) {
   return rc;
 }
 
+/* Finding an item by its id alone (the slow path of apply_one). */
+typedef struct by_id {
+  const tally_agg *agg;
+  tally_bytes id;
+  bool found;
+  bool has_ns;
+  tally_item ns;   /* the namespace, in key / key_len */
+  tally_item item; /* the item */
+} by_id;
+
+static bool by_id_item(const tally_item *it, void *u) {
+  by_id *b = u;
+  if (it->id_len == b->id.len && memcmp(it->id, b->id.data, b->id.len) == 0) {
+    b->item = *it;
+    b->found = true;
+  }
+  return !b->found;
+}
+
+static bool by_id_ns(const tally_bytes *ns, uint64_t count, void *u) {
+  by_id *b = u;
+  (void)count;
+  tally_agg_scan(b->agg, ns, NULL, TALLY_ASC, by_id_item, b);
+  if (b->found) {
+    b->has_ns = ns != NULL;
+    if (ns != NULL) {
+      memcpy(b->ns.key, ns->data, ns->len);
+      b->ns.key_len = ns->len;
+    }
+  }
+  return !b->found;
+}
+
+/* The old image did not lead to the row's item: SQLite before 3.43 renders
+ * a REAL through long double arithmetic, so on platforms where long double
+ * is double (and under valgrind) quote() may not give the exact value
+ * back. Items are unique by id within a table aggregate, so find the item
+ * by id (O(items)), remove it and put the new row's item. */
+static int apply_by_id(tsq_agg *a, tally_bytes id,
+                       const tally_sqlite_row *nw) {
+  by_id b;
+  memset(&b, 0, sizeof b);
+  b.agg = tally_table_agg(a->t);
+  b.id = id;
+  int rc = tally_agg_namespaces(b.agg, by_id_ns, &b);
+  if (rc != TALLY_OK)
+    return rc;
+  if (!b.found)
+    return TALLY_ENOTFOUND;
+  tally_bytes ns = {b.ns.key, b.ns.key_len};
+  rc = tally_agg_delete(tally_table_agg(a->t), b.has_ns ? &ns : NULL,
+                        tally_item_key(&b.item), id);
+  if (rc == TALLY_OK && nw != NULL)
+    rc = TSQ_T_INSERT(a->t, a->tab->name, id, nw);
+  return rc;
+}
+
 /* Apply one touched rowid to agg a (old / new rows may be NULL). */
 static int apply_one(tally_sqlite *ts, tsq_agg *a, int64_t rid,
                      const tally_sqlite_row *old, const tally_sqlite_row *nw) {
@@ -206,6 +268,8 @@ static int apply_one(tally_sqlite *ts, tsq_agg *a, int64_t rid,
     rc = TSQ_T_DELETE(a->t, a->tab->name, id, old);
   else if (nw != NULL)
     rc = TSQ_T_INSERT(a->t, a->tab->name, id, nw);
+  if (rc == TALLY_ENOTFOUND && old != NULL)
+    rc = apply_by_id(a, id, nw);
   if (rc == TALLY_ENOTFOUND || rc == TALLY_EEXISTS) {
     a->tab->stale = true;
     return tsq_fail(ts, TALLY_ESTALE,

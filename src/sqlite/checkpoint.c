@@ -65,31 +65,32 @@ typedef struct ser {
   tally_sqlite *ts;
   tsq_buf *b;
   tally_agg *agg;
+  tally_page *page;
   uint64_t items;
   int rc;
 } ser;
 
-static bool ser_item(const tally_item *it, void *u) {
-  ser *s = u;
+/* Append one item: key_len, key, id_len, id, sum bits. */
+static int ser_item(ser *s, const tally_entry *e) {
   const tsq_mem *m = &s->ts->mem;
   unsigned char sum[8];
   uint64_t bits;
-  memcpy(&bits, &it->sum, 8);
+  memcpy(&bits, &e->sum, 8);
   put_u64le(sum, bits);
-  int rc = tsq_put_varint(m, s->b, it->key_len);
+  int rc = tsq_put_varint(m, s->b, e->key.len);
   if (rc == TALLY_OK)
-    rc = tsq_buf_put(m, s->b, it->key, it->key_len);
+    rc = tsq_buf_put(m, s->b, e->key.data, e->key.len);
   if (rc == TALLY_OK)
-    rc = tsq_put_varint(m, s->b, it->id_len);
+    rc = tsq_put_varint(m, s->b, e->id.len);
   if (rc == TALLY_OK)
-    rc = tsq_buf_put(m, s->b, it->id, it->id_len);
+    rc = tsq_buf_put(m, s->b, e->id.data, e->id.len);
   if (rc == TALLY_OK)
     rc = tsq_buf_put(m, s->b, sum, 8);
-  s->rc = rc;
   s->items++;
-  return rc == TALLY_OK;
+  return rc;
 }
 
+/* One namespace: its header, then its items page by page. */
 static bool ser_ns(const tally_bytes *ns, uint64_t count, void *u) {
   ser *s = u;
   const tsq_mem *m = &s->ts->mem;
@@ -102,10 +103,15 @@ static bool ser_ns(const tally_bytes *ns, uint64_t count, void *u) {
   }
   if (rc == TALLY_OK)
     rc = tsq_put_varint(m, s->b, count);
-  if (rc == TALLY_OK) {
-    rc = tally_agg_scan(s->agg, ns, NULL, TALLY_ASC, ser_item, s);
-    if (rc == TALLY_OK)
-      rc = s->rc;
+  const tally_page_cursor *cur = NULL;
+  bool done = false;
+  while (rc == TALLY_OK && !done) {
+    rc = tally_agg_paginate(s->agg, ns, NULL, TALLY_ASC, cur, 4096, s->page);
+    const tally_entry *e = tally_page_items(s->page);
+    for (size_t i = 0; rc == TALLY_OK && i < tally_page_count(s->page); i++)
+      rc = ser_item(s, &e[i]);
+    cur = tally_page_next(s->page);
+    done = tally_page_done(s->page);
   }
   s->rc = rc;
   return rc == TALLY_OK;
@@ -114,15 +120,21 @@ static bool ser_ns(const tally_bytes *ns, uint64_t count, void *u) {
 int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
   const tsq_mem *m = &ts->mem;
   tsq_buf b = {0};
-  ser s = {ts, &b, tally_table_agg(a->t), 0, TALLY_OK};
-  int rc = tally_agg_namespaces(s.agg, ser_ns, &s);
+  ser s = {ts, &b, tally_table_agg(a->t), NULL, 0, TALLY_OK};
+  int rc = tally_page_new(&ts->mem.a, &s.page);
+  if (rc == TALLY_OK)
+    rc = tally_agg_namespaces(s.agg, ser_ns, &s);
   if (rc == TALLY_OK)
     rc = s.rc;
+  tally_page_free(s.page);
   uint64_t parts = (b.len + CKPT_CHUNK - 1) / CKPT_CHUNK;
   uint64_t h = ckpt_hash_head(a->name, a->tab->name, a->applied,
                               TALLY_SQLITE_FORMAT, s.items, parts);
   h = tsq_hash(h, b.p, b.len);
   sqlite3_stmt *del = NULL, *ins = NULL;
+  int cookie = 0;
+  if (rc == TALLY_OK)
+    rc = tsq_cookie(ts, &cookie);
   if (rc == TALLY_OK)
     rc = tsq_prepare(ts, "DELETE FROM tally_checkpoint WHERE name = ?1", &del);
   if (rc == TALLY_OK) {
@@ -132,8 +144,8 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
   if (rc == TALLY_OK)
     rc = tsq_prepare(ts,
                      "INSERT INTO tally_checkpoint(name, part, tbl, seq, "
-                     "version, items, parts, checksum, data) VALUES "
-                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     "version, items, parts, checksum, data, cookie) VALUES "
+                     "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                      &ins);
   if (rc == TALLY_OK) {
     sqlite3_bind_text(ins, 1, a->name, -1, SQLITE_STATIC);
@@ -144,6 +156,7 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
     sqlite3_bind_int64(ins, 6, (int64_t)s.items);
     sqlite3_bind_int64(ins, 7, (int64_t)parts);
     sqlite3_bind_int64(ins, 8, (int64_t)h);
+    sqlite3_bind_int(ins, 10, cookie);
     rc = tsq_step_done(ts, ins);
   }
   for (uint64_t p = 0; rc == TALLY_OK && p < parts; p++) {
@@ -253,8 +266,8 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
   *loaded = false;
   int rc = tsq_prepare(ts,
                        "SELECT part, tbl, seq, version, items, parts, "
-                       "checksum, data FROM tally_checkpoint WHERE name = ?1 "
-                       "ORDER BY part",
+                       "checksum, data, cookie FROM tally_checkpoint WHERE "
+                       "name = ?1 ORDER BY part",
                        &st);
   if (rc != TALLY_OK)
     return rc;
@@ -280,6 +293,15 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
     sum = (uint64_t)sqlite3_column_int64(st, 6);
     if (version != TALLY_SQLITE_FORMAT)
       bad = true;
+    /* without an INTEGER PRIMARY KEY, VACUUM may renumber rowids: trust
+     * the items only while the schema is as it was when they were saved */
+    int cookie = 0;
+    if (!bad && !a->tab->ipk) {
+      int saved = sqlite3_column_int(st, 8);
+      rc = tsq_cookie(ts, &cookie);
+      if (rc == TALLY_OK && cookie != saved)
+        bad = true;
+    }
     uint64_t want = 1;
     while (!bad && rc == TALLY_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
       if (sqlite3_column_int64(st, 0) != (int64_t)want++ ||

@@ -430,10 +430,13 @@ int tally_sqlite_attach(tally_sqlite *ts, const char *name, const char *table,
     if (rc == TALLY_OK)
       ts->applied = head;
   }
+  int cookie = 0; /* after our own DDL: not a change to react to */
+  if (rc == TALLY_OK)
+    rc = tsq_cookie(ts, &cookie);
   if (rc == TALLY_OK)
     rc = tsq_exec(ts, "COMMIT");
   if (rc == TALLY_OK) {
-    ts->schema_known = false; /* our own DDL: recheck next time */
+    ts->schema_cookie = cookie;
     ts->dv_known = false;
     if (ts->naggs == 1)
       ts->ckpt_applied = ts->applied;
@@ -451,7 +454,6 @@ int tally_sqlite_attach(tally_sqlite *ts, const char *name, const char *table,
   }
   tally_agg_clear_all(tally_table_agg(t));
   agg_free(ts, a);
-  ts->schema_known = false;
   ts->dv_known = false;
   return rc;
 }
@@ -480,7 +482,11 @@ int tally_sqlite_drop(tally_sqlite *ts, const char *name) {
   int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
   if (rc != TALLY_OK)
     return rc;
-  rc = tsq_prepare(ts,
+  rc = tsq_schema_check(ts); /* others' changes first (stale is fine) */
+  if (rc == TALLY_ESTALE)
+    rc = TALLY_OK;
+  if (rc == TALLY_OK)
+    rc = tsq_prepare(ts,
                    "SELECT tbl FROM tally_checkpoint WHERE name = ?1 AND "
                    "part = 0",
                    &st);
@@ -538,12 +544,16 @@ int tally_sqlite_drop(tally_sqlite *ts, const char *name) {
       }
     }
   }
+  int cookie = 0;
+  if (rc == TALLY_OK)
+    rc = tsq_cookie(ts, &cookie);
   if (rc == TALLY_OK)
     rc = tsq_exec(ts, "COMMIT");
-  if (rc != TALLY_OK)
+  if (rc == TALLY_OK)
+    ts->schema_cookie = cookie;
+  else
     db_rollback(ts);
   tsq_free(&ts->mem, tbl);
-  ts->schema_known = false;
   ts->dv_known = false;
   return rc;
 }
@@ -777,6 +787,11 @@ int tally_sqlite_rebuild(tally_sqlite *ts, const char *name) {
     return rc;
   uint64_t head0 = 0;
   rc = tsq_head(ts, &head0);
+  if (rc == TALLY_OK) {
+    rc = tsq_schema_check(ts); /* others' changes first (stale is fine) */
+    if (rc == TALLY_ESTALE)
+      rc = TALLY_OK;
+  }
   /* re-describe and re-install the chosen tables, marking each */
   bool *chosen = NULL;
   if (rc == TALLY_OK && ts->ntabs > 0) {
@@ -804,7 +819,11 @@ int tally_sqlite_rebuild(tally_sqlite *ts, const char *name) {
       rc = write_mark(ts, tab);
     tab->stale = false;
   }
-  ts->schema_known = false;
+  int cookie = 0; /* our own DDL is not a change to react to */
+  if (rc == TALLY_OK)
+    rc = tsq_cookie(ts, &cookie);
+  if (rc == TALLY_OK)
+    ts->schema_cookie = cookie;
   ts->dv_known = false;
   if (rc == TALLY_OK)
     rc = sync_all(ts, false); /* reads the marks: refills those tables */
@@ -823,7 +842,6 @@ int tally_sqlite_rebuild(tally_sqlite *ts, const char *name) {
         ts->tabs[i]->stale = true;
   }
   tsq_free(&ts->mem, chosen);
-  ts->schema_known = false;
   ts->dv_known = false;
   return rc;
 }

@@ -106,6 +106,7 @@ typedef struct tsq_table {
   char *trig_sql[5];    /* expected CREATE TRIGGER texts */
   sqlite3_stmt *st_get; /* SELECT cols FROM t WHERE rowid = ? */
   bool stale;           /* triggers missing / outdated: ESTALE */
+  bool ipk;             /* has an INTEGER PRIMARY KEY: VACUUM keeps rowids */
   bool rebuild;         /* catch-up scratch: a rebuild mark was read */
   bool refill;          /* refill from the table at the next catch-up */
   int naggs;            /* aggregates of this handle on it */
@@ -218,6 +219,8 @@ int tsq_triggers_drop(tally_sqlite *ts, int64_t tid);
 /* If the schema changed since the last check: mark stale tables. Returns
  * TALLY_ESTALE when any attached table is stale. */
 int tsq_schema_check(tally_sqlite *ts);
+/* The database's schema cookie (PRAGMA schema_version). */
+int tsq_cookie(tally_sqlite *ts, int *cookie);
 /* The description a table has now (to compare with tab->sig). */
 int tsq_table_sig(tally_sqlite *ts, const char *table, char **sig);
 

@@ -53,7 +53,7 @@ int tsq_schema_init(tally_sqlite *ts) {
       "CREATE TABLE IF NOT EXISTS tally_checkpoint("
       " name TEXT NOT NULL, part INTEGER NOT NULL, tbl TEXT, seq INTEGER,"
       " version INTEGER, items INTEGER, parts INTEGER, checksum INTEGER,"
-      " data BLOB, PRIMARY KEY (name, part));";
+      " cookie INTEGER, data BLOB, PRIMARY KEY (name, part));";
   sqlite3_stmt *st = NULL;
   int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
   if (rc != TALLY_OK)
@@ -112,6 +112,7 @@ typedef struct desc {
   char **cols;
   int nuniq;
   char ***uniq; /* uniq[i]: NULL-terminated column names */
+  bool ipk;     /* one primary key column, declared INTEGER: the rowid */
 } desc;
 
 static void desc_free(const tsq_mem *m, desc *d) {
@@ -195,19 +196,36 @@ static int describe(tally_sqlite *ts, const char *table, desc *d) {
       goto fail;
     }
   }
-  rc = tsq_prepare(ts, "SELECT name FROM pragma_table_info(?1)", &st);
+  rc = tsq_prepare(ts, "SELECT name, type, pk FROM pragma_table_info(?1)",
+                   &st);
   if (rc != TALLY_OK)
     goto fail;
   sqlite3_bind_text(st, 1, d->name, -1, SQLITE_STATIC);
-  while (rc == TALLY_OK && (s = sqlite3_step(st)) == SQLITE_ROW)
+  int npk = 0;
+  bool int_pk = false;
+  while (rc == TALLY_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
     rc = push_str(m, &d->cols, &d->ncols,
                   (const char *)sqlite3_column_text(st, 0));
+    if (sqlite3_column_int(st, 2) > 0) {
+      const char *type = (const char *)sqlite3_column_text(st, 1);
+      npk++;
+      int_pk = type != NULL && sqlite3_stricmp(type, "INTEGER") == 0;
+    }
+  }
+  d->ipk = npk == 1 && int_pk;
   if (rc == TALLY_OK && s != SQLITE_DONE)
     rc = tsq_db_err(ts, s);
   sqlite3_finalize(st);
   st = NULL;
   if (rc == TALLY_OK && d->ncols == 0)
     rc = tsq_fail(ts, TALLY_EINVAL, "%s has no columns", d->name);
+  /* the triggers name the rowid; a column of that name would hide it */
+  for (int i = 0; rc == TALLY_OK && i < d->ncols; i++)
+    if (sqlite3_stricmp(d->cols[i], "rowid") == 0 ||
+        sqlite3_stricmp(d->cols[i], "oid") == 0 ||
+        sqlite3_stricmp(d->cols[i], "_rowid_") == 0)
+      rc = tsq_fail(ts, TALLY_EINVAL, "%s has a column named %s", d->name,
+                    d->cols[i]);
   if (rc != TALLY_OK)
     goto fail;
   /* unique indexes, each as its list of columns */
@@ -441,6 +459,7 @@ int tsq_table_open(tally_sqlite *ts, const char *table, bool create,
   d.name = NULL;
   tab->ncols = d.ncols;
   tab->cols = d.cols;
+  tab->ipk = d.ipk;
   d.cols = NULL;
   d.ncols = 0;
   d.name = tab->name; /* borrowed for the trigger texts below */
@@ -606,15 +625,22 @@ static int adopt(tally_sqlite *ts, tsq_table *tab, bool *ok) {
   return rc;
 }
 
-int tsq_schema_check(tally_sqlite *ts) {
+int tsq_cookie(tally_sqlite *ts, int *cookie) {
   int s = sqlite3_step(ts->st_schema);
   if (s != SQLITE_ROW) {
     sqlite3_reset(ts->st_schema);
     return tsq_db_err(ts, s);
   }
-  int cookie = sqlite3_column_int(ts->st_schema, 0);
+  *cookie = sqlite3_column_int(ts->st_schema, 0);
   sqlite3_reset(ts->st_schema);
-  int rc = TALLY_OK;
+  return TALLY_OK;
+}
+
+int tsq_schema_check(tally_sqlite *ts) {
+  int cookie = 0;
+  int rc = tsq_cookie(ts, &cookie);
+  if (rc != TALLY_OK)
+    return rc;
   if (!ts->schema_known || cookie != ts->schema_cookie) {
     for (size_t i = 0; rc == TALLY_OK && i < ts->ntabs; i++) {
       tsq_table *tab = ts->tabs[i];
@@ -637,6 +663,8 @@ int tsq_schema_check(tally_sqlite *ts) {
         rc = r;
       else if (!ok)
         tab->stale = true;
+      else if (!tab->ipk && ts->schema_known)
+        tab->refill = true; /* VACUUM may have renumbered the rowids */
     }
     if (rc == TALLY_OK) {
       ts->schema_cookie = cookie;

@@ -1,5 +1,5 @@
 /*
- * bench.c - tally side by side with its peers (issue 4).
+ * bench.c - tally side by side with its peers.
  *
  * One process run builds the same items for every contender, runs the same
  * queries on each, checks that they all give the same answers, and prints

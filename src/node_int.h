@@ -1,0 +1,183 @@
+/*
+ * node_int.h - the node of the counted B+tree: its one-block layout, the
+ * byte heap holding its entries, key prefixes, and the operations that
+ * move entries within and between nodes. Shared by the tree algorithms
+ * (btree.c) and the undo log (undo.c), which restores nodes; implemented
+ * in node.c, whose header comment draws the layout and states invariant
+ * 7 of the tree's list (btree.c).
+ *
+ * Nothing here logs: the callers log before they change a node.
+ */
+#ifndef TALLY_NODE_INT_H
+#define TALLY_NODE_INT_H
+
+#include "btree_int.h"
+
+/* Longest entry: 2 varint bytes (klen <= 512), key, id. */
+#define TALLY__ENTRY_MAX (2 + TALLY_KEY_MAX + TALLY_ID_MAX)
+
+struct tally__node {
+  unsigned char *heap; /* entry bytes, hcap bytes: the node's own tail, or
+                          a block of its own once it outgrew that (ext) */
+  double *sum;         /* [cap] item sum (leaf) / subtree sum (inner) */
+  uint64_t *cnt;       /* [cap] items below child i; NULL in leaves */
+  tally__node **kid;   /* [cap] children; NULL in leaves */
+  uint32_t *off;       /* [cap+1] entry i = heap[off[i] .. off[i+1]) */
+  uint32_t hcap;       /* heap capacity in bytes */
+  uint32_t icap;       /* bytes of the inline heap at the block's tail */
+  uint16_t n;          /* entries in use */
+  uint8_t leaf;        /* 1 for a leaf, 0 for an inner node */
+  uint8_t ext;         /* 1 when heap is a separate block */
+  uint64_t pfx[];      /* [cap] first 8 key bytes, big-endian, 0-padded */
+};
+
+struct tally__tree {
+  tally__node *root; /* NULL when empty */
+  uint64_t count;    /* items in the tree */
+  uint64_t version;  /* bumped by every change and every rollback */
+  unsigned height;   /* levels; 0 when empty, 1 = root is a leaf */
+  unsigned cap;      /* node size of the aggregate */
+};
+
+/* A decoded entry (pointers into the node's heap). */
+typedef struct tally__ent {
+  size_t klen;               /* full key length */
+  const unsigned char *ksuf; /* key[8..klen) */
+  const unsigned char *id;   /* id bytes */
+  size_t idlen;              /* id length */
+} tally__ent;
+
+/* Bytes of a node's block before its inline heap: header and arrays,
+ * fixed by cap and kind. */
+static inline size_t tally__node_size(unsigned cap, int leaf) {
+  size_t s =
+      sizeof(tally__node) + (size_t)cap * (sizeof(uint64_t) + sizeof(double));
+  if (!leaf)
+    s += (size_t)cap * (sizeof(uint64_t) + sizeof(tally__node *));
+  return s + ((size_t)cap + 1) * sizeof(uint32_t);
+}
+
+/* Where the inline heap of a node starts: right after off[cap]. */
+static inline unsigned char *tally__node_inline(const tally__node *nd,
+                                                unsigned cap) {
+  return (unsigned char *)nd + tally__node_size(cap, nd->leaf);
+}
+
+/* Sum of n child counts (four chains, like tally__total). */
+static inline uint64_t tally__cnt_sum(const uint64_t *a, unsigned n) {
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  unsigned j = 0;
+  for (; j + 4 <= n; j += 4) {
+    s0 += a[j];
+    s1 += a[j + 1];
+    s2 += a[j + 2];
+    s3 += a[j + 3];
+  }
+  for (; j < n; j++)
+    s0 += a[j];
+  return (s0 + s1) + (s2 + s3);
+}
+
+static inline uint64_t tally__node_count(const tally__node *nd) {
+  return nd->leaf ? nd->n : tally__cnt_sum(nd->cnt, nd->n);
+}
+
+/* The total of a node's sum[] array. Eight accumulators (lanes j mod 8)
+ * break the chain of dependent additions (a fixup runs one total per level,
+ * each waiting for the one below); the order is fixed, so the result
+ * depends only on the array (invariant 5 compares it exactly). */
+static inline double tally__total(const double *a, unsigned n) {
+  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  const double *p = a, *end8 = a + (n - n % 8u);
+  unsigned k;
+  /* A pointer walk (no 32-bit index that might wrap) lets the compiler
+   * add lanes pairwise in vector registers; each lane still adds its own
+   * elements in the same order, so the result is the same. */
+  for (; p < end8; p += 8)
+    for (k = 0; k < 8; k++)
+      s[k] += p[k];
+  for (k = 0; p < a + n; p++, k++)
+    s[k] += *p;
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+static inline double tally__node_total(const tally__node *nd) {
+  return tally__total(nd->sum, nd->n);
+}
+
+/* --- memory (node.c) ------------------------------------------------------ */
+
+/* An empty node with an inline heap of icap bytes (rounded up to 8, at
+ * least 32); NULL when out of memory. */
+tally__node *tally__node_alloc(const tally__mem *m, unsigned cap, int leaf,
+                               size_t icap);
+/* Free a node and its separate heap; NULL is a no-op. */
+void tally__node_free(const tally__mem *m, tally__node *nd);
+/* Free a node and everything below it (height 1 = a leaf). */
+void tally__node_free_subtree(const tally__mem *m, tally__node *nd,
+                              unsigned height);
+/* Free a tree header and all its nodes; NULL is a no-op. */
+void tally__tree_free_all(const tally__mem *m, tally__tree *t);
+/* Bytes held by a subtree (blocks and separate heaps). */
+size_t tally__node_bytes_subtree(const tally__node *nd, unsigned height,
+                                 unsigned cap);
+/* Make room for extra more heap bytes (TALLY_ENOMEM: nothing changed). */
+int tally__node_reserve(const tally__mem *m, tally__node *nd, size_t extra);
+
+/* --- entries within and between nodes (node.c) ---------------------------- */
+
+/* Open slot i for an entry of len bytes and fill it; the caller made sure
+ * that n < cap and that the heap has len free bytes. */
+void tally__node_put(tally__node *nd, unsigned i, uint64_t pfx,
+                     const unsigned char *bytes, size_t len, double sum,
+                     uint64_t cnt, tally__node *kid);
+/* tally__node_put after making room in the heap (TALLY_ENOMEM: nothing
+ * changed). */
+int tally__node_insert(const tally__mem *m, tally__node *nd, unsigned i,
+                       uint64_t pfx, const unsigned char *bytes, size_t len,
+                       double sum, uint64_t cnt, tally__node *kid);
+/* Remove entry i. Never reallocates: the heap keeps its capacity. */
+void tally__node_del(tally__node *nd, unsigned i);
+/* Replace the bytes and prefix of entry i; bytes must not point into nd's
+ * heap, which may move (TALLY_ENOMEM; never when it shrinks). */
+int tally__node_set_bytes(const tally__mem *m, tally__node *nd, unsigned i,
+                          uint64_t pfx, const unsigned char *bytes, size_t len);
+/* Append src's entries [s, n) to dst, which has room for them. */
+void tally__node_move_tail(tally__node *dst, tally__node *src, unsigned s);
+/* Move the first k entries of leaf s to the end of leaf x (room given). */
+void tally__node_take_front(tally__node *x, tally__node *s, unsigned k);
+/* Move the last k entries of leaf s to the front of leaf x (room given). */
+void tally__node_take_back(tally__node *x, tally__node *s, unsigned k);
+/* Copy entry i's bytes to buf (TALLY__ENTRY_MAX bytes); returns length. */
+size_t tally__node_copy_entry(const tally__node *nd, unsigned i,
+                              unsigned char *buf);
+
+/* --- entry bytes and key prefixes (node.c) -------------------------------- */
+
+/* First 8 bytes of a key, big-endian, padded with pad past its end. */
+uint64_t tally__key_pfx(const unsigned char *k, size_t kl, unsigned pad);
+/* Encode (key, id) into buf; returns its length and sets *pfx. */
+size_t tally__entry_encode(unsigned char *buf, uint64_t *pfx, const void *key,
+                           size_t kl, const void *id, size_t il);
+/* Decode entry j of nd (pointers into its heap). */
+void tally__entry_decode(const tally__node *nd, unsigned j, tally__ent *e);
+/* Byte order: memcmp on the common length, then shorter first. */
+int tally__bytes_cmp(const unsigned char *a, size_t an, const unsigned char *b,
+                     size_t bn);
+/* Compare entry j's key (decoded in e), truncated to trunc bytes, with k. */
+int tally__entry_keycmp(const tally__node *nd, unsigned j, const tally__ent *e,
+                        const unsigned char *k, size_t kl, size_t trunc);
+/* Copy entry j out as a full item (key, id, sum). */
+void tally__entry_out(const tally__node *nd, unsigned j, tally_item *out);
+
+/*
+ * Check invariant 7 (node.c) on one node of node size cap with at most cap
+ * entries: offsets, heap placement, entry encodings, prefix padding, the
+ * empty entry 0 of an inner node. TALLY_ECORRUPT with "invariant 7: ..."
+ * in msg (may be NULL); reads only inside the node's block and heap.
+ * O(entries).
+ */
+int tally__node_validate(const tally__node *nd, unsigned cap, char *msg,
+                         size_t msglen);
+
+#endif /* TALLY_NODE_INT_H */
