@@ -729,7 +729,8 @@ static void lb_durability(lb *b) {
     }
     tally_table_free(fresh[i]);
   }
-  printf("a backfill of the same 3 aggregates from the table (%s rows "
+  printf("a backfill of the same 3 aggregates (fresh tally_table, "
+         "tally_table_backfill through\ntally_sqlite_store: %s rows "
          "scanned) takes %s: the reopen cost %.1f%% of it\n",
          lb_int((int64_t)scanned, n1), lb_dur(bf, d2),
          100.0 * info.seconds / bf);
