@@ -1,215 +1,459 @@
 /*
  * leaderboard_sqlite.c - tally's main demonstration: a game leaderboard
- * whose rows live in SQLite and whose aggregates tally keeps in sync
- * through triggers, checked against SQL at every step.
+ * whose rows live in a SQLite file and whose aggregates the tally_sqlite
+ * component keeps in step with the table, durably and across processes,
+ * checked against SQL at every step.
  *
- *     SQLite                     tally_db triggers on "scores"
- *     scores(id, player,  --->   by_score       key score          sum score
- *            game, score)        by_game_score  key [game, score]  sum score
- *       (sqlite_store.c)         per_game       ns game, key score sum score
- *                                anticheat      fails for score > MAX_SCORE
+ *     SQLite file (WAL)                         this process (tally_sqlite)
+ *     scores(id INTEGER PRIMARY KEY,            by_score       key score
+ *            player, game, score CHECK >= 0)    by_game_score  key [game, score]
+ *       | capture triggers (installed by        per_game       ns game, key score
+ *       v  attach) -> tally_log                 (sum = score in all three)
+ *     tally_checkpoint: saved items  ------>    reopen = checkpoint + log,
+ *                                               no table scan
+ *     a child process with plain sqlite3 API writes the same table; the
+ *     parent's next refresh applies its change from the log.
  *
- * Every write goes through tally_db_transact: the SQLite transaction and
- * the three aggregates commit together or roll back together. The program
- * writes a few thousand results, updates and deletes some, prints what
- * the aggregates answer next to the SQL equivalent, shows two failing
- * transactions leaving nothing behind, and ends with tally_table_verify.
- * It exits 1 if any answer disagrees with SQLite, so CI runs it as a
- * check.
+ * What it shows, in order:
+ *  1. opening the file: a new one (attach backfills an empty table), or one
+ *     from an earlier run (restored from its checkpoint and the log after
+ *     it, timed, no table scan);
+ *  2. loading rows (200,000 by default) through encapsulated write
+ *     functions, each a tally_sqlite_begin / plain SQL INSERT /
+ *     tally_sqlite_commit transaction, with a progress display;
+ *  3. a checkpoint, a close and a timed reopen, against a timed backfill of
+ *     the same three aggregates (fresh tally_table objects filled by
+ *     tally_table_backfill through the component's tally_store);
+ *  4. a report: count, total, ranks, median, 90th percentile, top-10 page,
+ *     per-game counts, each with its time from tally and from the same
+ *     question in SQL (same connection, same data, indexes on score and on
+ *     (game, score)), and whether they agree;
+ *  5. a change made by another process that knows nothing of tally (UPDATE,
+ *     INSERT, INSERT OR REPLACE, DELETE), appearing after one refresh;
+ *  6. a transaction failing on CHECK(score >= 0): table and aggregates roll
+ *     back together;
+ *  7. tally_sqlite_verify on each aggregate: 0 differences.
+ * Any disagreement between tally and SQL, or any difference found by
+ * verify, makes the exit status 1, so CI runs the demo as a check.
  *
- *     ./build/examples/leaderboard_sqlite [database-file]   (default :memory:)
+ *     leaderboard_sqlite [--rows N] [--help] [database-file]
  *
- * A file that already holds scores is picked up with tally_table_backfill;
- * with a file the demo also makes COMMIT fail with SQLITE_BUSY.
- *
- * What it checks (any failure is counted and the exit status is 1):
- *  (1) after every transaction tally_db_validate passes, and at the end
- *      tally_table_verify finds each aggregate holding exactly one item,
- *      with the right sum, per row of scores;
- *  (2) every answer printed with "agrees" equals its SQL equivalent;
- *  (3) a failed transaction leaves SQLite and all three aggregates exactly
- *      as before, whichever way SQLite ended it;
- *  (4) every row the store handed to tally was given back.
+ * Without a file it works in a new temporary file (removed at exit). With
+ * a file it keeps the rows: a second run restores the aggregates from the
+ * checkpoint and adds N more rows (ids and players continue from the
+ * table's largest id).
  */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
-#include "sqlite_store.h"
 #include "tally.h"
+#include "tally_sqlite.h"
 
-#define N_RESULTS 4000 /* results inserted */
-#define BATCH 200      /* inserts per transaction */
-#define N_UPDATES 300  /* rescored results */
-#define N_DELETES 100  /* randomly withdrawn results */
-#define MAX_SCORE 10000
-#define PAGE 5
+#define LB_DEFAULT_ROWS 200000
+#define LB_BATCH 10000          /* rows per load transaction */
+#define LB_MAX_GAMES 16         /* per-game lines compared */
+#define LB_TOP 10               /* size of the top page */
+#define LB_FOLLOWED "kamiro"    /* the player whose rank the report follows */
+#define LB_FOLLOWED_SCORE 8750  /* kamiro's result in each run */
 
-static const char *const games[] = {"chess", "go", "poker", "tetris"};
-#define N_GAMES (sizeof games / sizeof games[0])
+static const char *const lb_games[] = {"chess", "go", "poker", "tetris"};
+#define LB_NGAMES (sizeof lb_games / sizeof lb_games[0])
 
-/* Everything the demo holds. */
-typedef struct lb {
-  sqlite3 *sql;                          /* the connection */
-  sqlite_store store;                    /* tally_store over scores */
-  tally_db *db;                          /* triggers + transactions */
-  tally_table *by_score;                 /* key score */
-  tally_table *by_game_score;            /* key [game, score] */
-  tally_table *per_game;                 /* ns game, key score */
-  uint64_t rng;                          /* xorshift state: fixed output */
-  int64_t ids[N_RESULTS];                /* rowids written by this run */
-  int disagreements;                     /* checks that failed */
-} lb;
+static const char lb_schema[] =
+    "CREATE TABLE IF NOT EXISTS scores("
+    "  id INTEGER PRIMARY KEY, player TEXT, game TEXT,"
+    "  score INTEGER CHECK(score >= 0));"
+    "CREATE INDEX IF NOT EXISTS scores_score ON scores(score);"
+    "CREATE INDEX IF NOT EXISTS scores_game_score ON scores(game, score);";
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* Stop on an error no demonstration expects (a broken build, no memory). */
-static void lb_check(int rc, const char *what) {
-  if (rc != TALLY_OK) {
-    fprintf(stderr, "%s: %s\n", what, tally_strerror(rc));
-    exit(1);
+/* The temporary database, removed at exit (with its -wal and -shm). */
+static char lb_tmp_path[512];
+
+static void lb_remove_tmp(void) {
+  if (lb_tmp_path[0] == '\0')
+    return;
+  const char *suffix[] = {"", "-wal", "-shm", "-journal"};
+  for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+    char p[600];
+    snprintf(p, sizeof p, "%s%s", lb_tmp_path, suffix[i]);
+    remove(p);
+  }
+  lb_tmp_path[0] = '\0';
+}
+
+/* Stop on an error no demonstration step expects. */
+static void lb_die(const char *fmt, ...) {
+  va_list ap;
+  fflush(stdout);
+  va_start(ap, fmt);
+  fprintf(stderr, "leaderboard_sqlite: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+  exit(1);
+}
+
+static double lb_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* 1234567 -> "1,234,567" */
+static const char *lb_int(int64_t v, char buf[32]) {
+  char digits[24];
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  int n = snprintf(digits, sizeof digits, "%" PRIu64, u);
+  char *p = buf;
+  if (v < 0)
+    *p++ = '-';
+  for (int i = 0; i < n; i++) {
+    if (i > 0 && (n - i) % 3 == 0)
+      *p++ = ',';
+    *p++ = digits[i];
+  }
+  *p = '\0';
+  return buf;
+}
+
+/* A duration for people: "0.31 us", "14.2 ms", "1.25 s". */
+static const char *lb_dur(double s, char buf[32]) {
+  if (s < 1e-3)
+    snprintf(buf, 32, "%.2f us", s * 1e6);
+  else if (s < 1.0)
+    snprintf(buf, 32, "%.1f ms", s * 1e3);
+  else
+    snprintf(buf, 32, "%.2f s", s);
+  return buf;
+}
+
+static uint64_t lb_mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* Player i of 32,768: three syllables, e.g. "kamiro". */
+static void lb_player_name(unsigned i, char out[16]) {
+  static const char *const syl[32] = {
+      "ka", "ki", "ku", "ke", "ko", "ma", "mi", "mu", "me", "mo", "na",
+      "ni", "nu", "ne", "no", "ra", "ri", "ru", "re", "ro", "sa", "si",
+      "su", "se", "so", "ta", "ti", "tu", "te", "to", "va", "vo"};
+  snprintf(out, 16, "%s%s%s", syl[i / 1024 % 32], syl[i / 32 % 32],
+           syl[i % 32]);
+}
+
+/* One result to write. */
+typedef struct lb_result {
+  int64_t id;        /* rowid to write */
+  char player[16];   /* player name */
+  const char *game;  /* one of lb_games */
+  int64_t score;     /* 0..10,000 */
+} lb_result;
+
+/* The generated result for row id: the same id always gives the same
+ * result, so a run that continues after id N writes new results. */
+static void lb_generate(int64_t id, lb_result *r) {
+  uint64_t h = lb_mix((uint64_t)id);
+  r->id = id;
+  lb_player_name((unsigned)(h % 32768), r->player);
+  r->game = lb_games[(h >> 16) % LB_NGAMES];
+  /* two dice: most results near the middle, few near 0 or 10,000 */
+  r->score = (int64_t)((h >> 24) % 5001 + (h >> 44) % 5001);
+}
+
+/* ---- the plain-SQL writer: a child process with no tally in it ----------- */
+
+/*
+ * The child is forked before the parent calls into SQLite or tally, so it
+ * starts with no SQLite state of the parent's (SQLite forbids carrying a
+ * connection across fork). It waits for a script on a pipe, runs it with
+ * sqlite3_exec on a connection of its own, answers with the result, and
+ * exits when the pipe closes. It never calls a tally function.
+ */
+typedef struct lb_writer {
+  pid_t pid;       /* the child */
+  int to_child;    /* parent writes scripts here */
+  int from_child;  /* and reads the answers here */
+} lb_writer;
+
+static bool lb_write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n > 0) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return false;
+    c += w;
+    n -= (size_t)w;
+  }
+  return true;
+}
+
+static bool lb_read_all(int fd, void *p, size_t n) {
+  char *c = p;
+  while (n > 0) {
+    ssize_t r = read(fd, c, n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return false;
+    c += r;
+    n -= (size_t)r;
+  }
+  return true;
+}
+
+/* A length-prefixed string; NULL on a closed pipe. Caller frees. */
+static char *lb_read_str(int fd) {
+  uint32_t n = 0;
+  if (!lb_read_all(fd, &n, sizeof n) || n > (1u << 24))
+    return NULL;
+  char *s = malloc((size_t)n + 1);
+  if (s == NULL || !lb_read_all(fd, s, n)) {
+    free(s);
+    return NULL;
+  }
+  s[n] = '\0';
+  return s;
+}
+
+static bool lb_write_str(int fd, const char *s) {
+  uint32_t n = (uint32_t)strlen(s);
+  return lb_write_all(fd, &n, sizeof n) && lb_write_all(fd, s, n);
+}
+
+/* The child's whole life: plain sqlite3 calls only. */
+static void lb_writer_child(int in, int out) {
+  for (;;) {
+    char *path = lb_read_str(in);
+    char *script = path != NULL ? lb_read_str(in) : NULL;
+    if (script == NULL)
+      _exit(0);
+    sqlite3 *db = NULL;
+    char *err = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 10000);
+      rc = sqlite3_exec(db, script, NULL, NULL, &err);
+    }
+    int32_t answer[2] = {rc, db != NULL ? sqlite3_total_changes(db) : 0};
+    const char *msg = err != NULL ? err : db != NULL ? sqlite3_errmsg(db) : "";
+    bool ok = lb_write_all(out, answer, sizeof answer) &&
+              lb_write_str(out, rc == SQLITE_OK ? "" : msg);
+    sqlite3_free(err);
+    sqlite3_close(db);
+    free(path);
+    free(script);
+    if (!ok)
+      _exit(1);
   }
 }
 
-static void lb_sql_check(lb *b, int rc, const char *what) {
-  if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
-    fprintf(stderr, "%s: %s\n", what, sqlite3_errmsg(b->sql));
-    exit(1);
+static void lb_writer_start(lb_writer *w) {
+  int down[2], up[2];
+  if (pipe(down) != 0 || pipe(up) != 0)
+    lb_die("pipe: %s", strerror(errno));
+  fflush(NULL);
+  w->pid = fork();
+  if (w->pid < 0)
+    lb_die("fork: %s", strerror(errno));
+  if (w->pid == 0) {
+    close(down[1]);
+    close(up[0]);
+    lb_writer_child(down[0], up[1]);
+  }
+  close(down[0]);
+  close(up[1]);
+  w->to_child = down[1];
+  w->from_child = up[0];
+}
+
+/* Run script in the child against path; *changes = rows it changed. */
+static int lb_writer_run(lb_writer *w, const char *path, const char *script,
+                         int *changes, char *msg, size_t cap) {
+  int32_t answer[2];
+  if (!lb_write_str(w->to_child, path) || !lb_write_str(w->to_child, script) ||
+      !lb_read_all(w->from_child, answer, sizeof answer))
+    lb_die("the writer process stopped answering");
+  char *m = lb_read_str(w->from_child);
+  snprintf(msg, cap, "%s", m != NULL ? m : "");
+  free(m);
+  *changes = answer[1];
+  return answer[0];
+}
+
+static void lb_writer_stop(lb_writer *w) {
+  close(w->to_child);
+  close(w->from_child);
+  waitpid(w->pid, NULL, 0);
+}
+
+/* ---- extractors: columns read by name through the component's rows ------ */
+
+/* A column as one key element, whatever SQLite type it holds (the schema
+ * cannot stop another program from writing NULL or text): integers, reals,
+ * NULL, text and blobs each become the matching key type. */
+static int lb_key_column(const tally_sqlite_row *row, const char *col,
+                         tally_keybuf *key) {
+  int i = tally_sqlite_row_index(row, col);
+  if (i < 0)
+    return 1; /* no such column: not our table */
+  switch (tally_sqlite_row_type(row, i)) {
+  case SQLITE_INTEGER: {
+    int64_t v = 0;
+    tally_sqlite_row_int_at(row, i, &v);
+    return tally_key_int(key, v);
+  }
+  case SQLITE_FLOAT: {
+    double d = 0;
+    tally_sqlite_row_double_at(row, i, &d);
+    return tally_key_double(key, d);
+  }
+  case SQLITE_TEXT: {
+    const char *s = NULL;
+    size_t n = 0;
+    tally_sqlite_row_text_at(row, i, &s, &n);
+    return tally_key_string(key, s, n);
+  }
+  case SQLITE_BLOB: {
+    const void *p = NULL;
+    size_t n = 0;
+    tally_sqlite_row_blob_at(row, i, &p, &n);
+    return tally_key_bytes(key, p, n);
+  }
+  default:
+    return tally_key_null(key);
   }
 }
 
-static uint64_t lb_rand(lb *b) {
-  b->rng ^= b->rng << 13;
-  b->rng ^= b->rng >> 7;
-  b->rng ^= b->rng << 17;
-  return b->rng;
-}
-
-/* Player i of 512: three syllables, e.g. "kamiro". */
-static void lb_player(unsigned i, char out[16]) {
-  static const char *const syl[] = {"ka", "mi", "ro", "ve", "su",
-                                    "na", "lo", "ti"};
-  snprintf(out, 16, "%s%s%s", syl[i / 64 % 8], syl[i / 8 % 8], syl[i % 8]);
-}
-
-/* One integer from SQL, with an optional text and an optional integer
- * parameter (in that order). */
-static int64_t lb_sql_int(lb *b, const char *query, const char *text,
-                          int64_t num) {
-  sqlite3_stmt *st = NULL;
-  int idx = 1;
-  lb_sql_check(b, sqlite3_prepare_v2(b->sql, query, -1, &st, NULL), query);
-  if (text != NULL)
-    sqlite3_bind_text(st, idx++, text, -1, SQLITE_TRANSIENT);
-  if (sqlite3_bind_parameter_count(st) >= idx)
-    sqlite3_bind_int64(st, idx, num);
-  int rc = sqlite3_step(st);
-  lb_sql_check(b, rc, query);
-  int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-  sqlite3_finalize(st);
-  return v;
-}
-
-/* Record whether tally and SQL agree; returns the mark to print. */
-static const char *lb_agree(lb *b, int64_t tally_value, int64_t sql_value) {
-  if (tally_value == sql_value)
-    return "agrees";
-  b->disagreements++;
-  return "DISAGREES";
-}
-
-/* The score behind an item: its key is the int64 score (decoded, not
- * taken from the sum, to show how keys read back). */
-static int64_t lb_item_score(const tally_item *it) {
-  tally_keyreader r;
-  tally_elem e;
-  tally_key_reader(&r, tally_item_key(it));
-  lb_check(tally_key_next(&r, &e), "decode key");
-  return e.type == TALLY_T_INT ? e.i : -1;
-}
-
-static int64_t lb_item_rowid(const tally_item *it) {
-  int64_t rowid = 0;
-  lb_check(tally_id_to_int(tally_item_id(it), &rowid), "decode id");
-  return rowid;
-}
-
-/* The encoded key of a score, or of a game name (a namespace). */
-static tally_bytes lb_key_int(tally_keybuf *kb, int64_t v) {
-  tally_bytes key;
-  tally_key_init(kb);
-  lb_check(tally_key_int(kb, v), "key");
-  lb_check(tally_key_finish(kb, &key), "key");
-  return key;
-}
-
-static tally_bytes lb_key_str(tally_keybuf *kb, const char *s) {
-  tally_bytes key;
-  tally_key_init(kb);
-  lb_check(tally_key_cstr(kb, s), "key");
-  lb_check(tally_key_finish(kb, &key), "key");
-  return key;
-}
-
-static void lb_validate(lb *b) {
-  char msg[256];
-  if (tally_db_validate(b->db, msg, sizeof msg) != TALLY_OK) {
-    fprintf(stderr, "validate: %s\n", msg);
-    exit(1);
-  }
-}
-
-/* ---- extractors and the anti-cheat trigger ------------------------------ */
-
-static int lb_x_score(const tally_row *r, tally_keybuf *key, void *udata) {
-  const void *row = r->data;
+/* key: score */
+static int lb_x_score(const tally_row *row, tally_keybuf *key, void *udata) {
   (void)udata;
-  return tally_key_int(key, ((const sqlite_row *)row)->score);
+  return lb_key_column(row->data, "score", key);
 }
 
-static int lb_x_game_score(const tally_row *x, tally_keybuf *key, void *udata) {
-  const sqlite_row *r = x->data;
+/* key: [game, score] */
+static int lb_x_game_score(const tally_row *row, tally_keybuf *key,
+                           void *udata) {
   int rc = tally_key_tuple_begin(key);
   if (rc == TALLY_OK)
-    rc = tally_key_cstr(key, r->game);
+    rc = lb_key_column(row->data, "game", key);
   if (rc == TALLY_OK)
-    rc = tally_key_int(key, r->score);
+    rc = lb_key_column(row->data, "score", key);
   if (rc == TALLY_OK)
     rc = tally_key_tuple_end(key);
   (void)udata;
   return rc;
 }
 
-static int lb_x_points(const tally_row *r, double *sum, void *udata) {
-  const void *row = r->data;
+/* sum: the score as a number (NULL and text count 0, as SQL's TOTAL). */
+static int lb_x_points(const tally_row *row, double *sum, void *udata) {
+  const tally_sqlite_row *r = row->data;
+  int i = tally_sqlite_row_index(r, "score");
+  int type = i >= 0 ? tally_sqlite_row_type(r, i) : SQLITE_NULL;
+  double d = 0;
+  if (type == SQLITE_INTEGER || type == SQLITE_FLOAT)
+    tally_sqlite_row_double_at(r, i, &d);
+  *sum = d;
   (void)udata;
-  *sum = (double)((const sqlite_row *)row)->score;
   return 0;
 }
 
-static int lb_x_game(const tally_row *r, tally_keybuf *ns, bool *has_ns,
+/* namespace: the game (a NULL game: no namespace). */
+static int lb_x_game(const tally_row *row, tally_keybuf *ns, bool *has_ns,
                      void *udata) {
-  const void *row = r->data;
+  bool is_null = false;
   (void)udata;
-  (void)has_ns; /* starts out true: every row has a game */
-  return tally_key_cstr(ns, ((const sqlite_row *)row)->game);
+  if (tally_sqlite_row_is_null(row->data, "game", &is_null) != TALLY_OK)
+    return 1;
+  if (is_null) {
+    *has_ns = false;
+    return 0;
+  }
+  return lb_key_column(row->data, "game", ns);
 }
 
-/* Refuse impossible scores; runs after the aggregates (registered last),
- * so when it fails they have already taken the row and must be undone. */
-static int lb_anticheat(tally_txn *txn, const tally_change *c, void *udata) {
-  const sqlite_row *r = c->new_row;
-  (void)txn;
-  (void)udata;
-  return r != NULL && r->score > MAX_SCORE ? 1 : 0;
+/* ---- the demo's state ---------------------------------------------------- */
+
+#define LB_NAGGS 3
+
+typedef struct lb {
+  const char *path;          /* database file */
+  sqlite3 *db;               /* the connection */
+  tally_sqlite *ts;          /* the component's handle over it */
+  tally_table *t[LB_NAGGS];  /* by_score, by_game_score, per_game */
+  sqlite3_stmt *ins;         /* INSERT of one result */
+  tally_page *page;          /* reused by every top-10 read */
+  int64_t followed_id;       /* kamiro's result written by this run */
+  int disagreements;         /* answers that differed from SQL */
+  bool tty;                  /* stdout is a terminal */
+} lb;
+
+static const char *const lb_names[LB_NAGGS] = {"by_score", "by_game_score",
+                                               "per_game"};
+
+static const tally_agg *lb_by_score(const lb *b) {
+  return tally_table_agg(b->t[0]);
+}
+static const tally_agg *lb_by_game_score(const lb *b) {
+  return tally_table_agg(b->t[1]);
+}
+static const tally_agg *lb_per_game(const lb *b) {
+  return tally_table_agg(b->t[2]);
 }
 
-/* ---- setup -------------------------------------------------------------- */
+static void lb_tcheck(lb *b, int rc, const char *what) {
+  if (rc != TALLY_OK)
+    lb_die("%s: %s (%s)", what, tally_strerror(rc),
+           b->ts != NULL ? tally_sqlite_errmsg(b->ts) : "");
+}
 
-static tally_table *lb_table(tally_key_fn key, tally_ns_fn ns) {
+static void lb_scheck(lb *b, int rc, const char *what) {
+  if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+    lb_die("%s: %s", what, sqlite3_errmsg(b->db));
+}
+
+static sqlite3_stmt *lb_prepare(lb *b, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  lb_scheck(b, sqlite3_prepare_v2(b->db, sql, -1, &st, NULL), sql);
+  return st;
+}
+
+/* One integer from a query with up to two integer parameters. */
+static int64_t lb_sql_int(lb *b, const char *sql, int nparams, int64_t p1,
+                          int64_t p2) {
+  sqlite3_stmt *st = lb_prepare(b, sql);
+  if (nparams > 0)
+    sqlite3_bind_int64(st, 1, p1);
+  if (nparams > 1)
+    sqlite3_bind_int64(st, 2, p2);
+  int rc = sqlite3_step(st);
+  lb_scheck(b, rc, sql);
+  int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_finalize(st);
+  return v;
+}
+
+static tally_table *lb_new_table(tally_key_fn key, tally_ns_fn ns) {
   tally_table_options o;
   tally_table *t = NULL;
   memset(&o, 0, sizeof o);
@@ -217,574 +461,879 @@ static tally_table *lb_table(tally_key_fn key, tally_ns_fn ns) {
   o.key = key;
   o.sum = lb_x_points;
   o.ns = ns;
-  lb_check(tally_table_new(&o, &t), "tally_table_new");
+  if (tally_table_new(&o, &t) != TALLY_OK)
+    lb_die("tally_table_new failed");
   return t;
 }
 
-static void lb_open(lb *b, const char *path) {
-  b->rng = 0x9e3779b97f4a7c15u;
-  if (sqlite3_open(path, &b->sql) != SQLITE_OK) {
-    fprintf(stderr, "%s: %s\n", path, sqlite3_errmsg(b->sql));
-    exit(1);
-  }
-  lb_sql_check(b, sqlite_store_open(&b->store, b->sql), "sqlite_store_open");
+static void lb_new_tables(tally_table *t[LB_NAGGS]) {
+  t[0] = lb_new_table(lb_x_score, NULL);
+  t[1] = lb_new_table(lb_x_game_score, NULL);
+  t[2] = lb_new_table(lb_x_score, lb_x_game);
+}
 
-  b->by_score = lb_table(lb_x_score, NULL);
-  b->by_game_score = lb_table(lb_x_game_score, NULL);
-  b->per_game = lb_table(lb_x_score, lb_x_game);
+/* ---- opening and closing -------------------------------------------------- */
 
-  /* A file from an earlier run already has rows: load them first. */
-  tally_table *all[] = {b->by_score, b->by_game_score, b->per_game};
-  uint64_t rows = 0;
-  for (size_t i = 0; i < 3; i++)
-    lb_check(tally_table_backfill(all[i], &b->store.store, "scores", &rows),
-             "backfill");
-  if (rows > 0)
-    printf("backfilled %" PRIu64 " rows already in %s\n", rows, path);
+typedef struct lb_open_info {
+  double seconds;            /* tally_sqlite_open + the three attaches */
+  tally_sqlite_stats stats;  /* what the handle did to get there */
+} lb_open_info;
 
-  tally_db_options o;
+/* Connection, schema, handle, three attached aggregates. */
+static void lb_open(lb *b, lb_open_info *info) {
+  if (sqlite3_open(b->path, &b->db) != SQLITE_OK)
+    lb_die("%s: %s", b->path, sqlite3_errmsg(b->db));
+  lb_scheck(b, sqlite3_exec(b->db, lb_schema, NULL, NULL, NULL), "schema");
+  /* A page cache that holds the table, its indexes and tally's log, for
+   * both sides of the comparison (SQLite's default is 2 MiB). */
+  lb_scheck(b, sqlite3_exec(b->db, "PRAGMA cache_size = -65536", NULL, NULL,
+                            NULL),
+            "cache_size");
+
+  double t0 = lb_now();
+  tally_sqlite_options o;
   memset(&o, 0, sizeof o);
-  o.version = 1;
-  o.store = &b->store.store;
-  lb_check(tally_db_new(&o, &b->db), "tally_db_new");
-  for (size_t i = 0; i < 3; i++)
-    lb_check(tally_db_register_table(b->db, "scores", all[i], false),
-             "register");
-  lb_check(tally_db_register(b->db, "scores", lb_anticheat, NULL),
-           "register");
+  o.version = 1; /* WAL, synchronous=NORMAL, 5 s busy timeout */
+  lb_tcheck(b, tally_sqlite_open(b->db, &o, &b->ts), "tally_sqlite_open");
+  lb_new_tables(b->t);
+  for (int i = 0; i < LB_NAGGS; i++)
+    lb_tcheck(b, tally_sqlite_attach(b->ts, lb_names[i], "scores", b->t[i]),
+              "tally_sqlite_attach");
+  info->seconds = lb_now() - t0;
+  lb_tcheck(b, tally_sqlite_get_stats(b->ts, &info->stats), "stats");
+
+  b->ins = lb_prepare(b, "INSERT INTO scores(id, player, game, score) "
+                         "VALUES (?, ?, ?, ?)");
 }
 
 static void lb_close(lb *b) {
-  tally_db_free(b->db); /* before the tables it points at */
-  tally_table_free(b->by_score);
-  tally_table_free(b->by_game_score);
-  tally_table_free(b->per_game);
-  sqlite_store_close(&b->store);
-  sqlite3_close(b->sql);
+  sqlite3_finalize(b->ins);
+  b->ins = NULL;
+  tally_sqlite_close(b->ts); /* before the tables it feeds */
+  b->ts = NULL;
+  for (int i = 0; i < LB_NAGGS; i++) {
+    tally_table_free(b->t[i]);
+    b->t[i] = NULL;
+  }
+  if (sqlite3_close(b->db) != SQLITE_OK)
+    lb_die("sqlite3_close: %s", sqlite3_errmsg(b->db));
+  b->db = NULL;
 }
 
-/* ---- writes: each function is the body of one transaction --------------- */
+static void lb_print_open(const lb *b, const lb_open_info *in, bool first) {
+  char n1[32], n2[32], d[32];
+  const tally_sqlite_stats *s = &in->stats;
+  int64_t rows = (int64_t)s->rows_scanned;
+  if (s->backfills > 0 && s->checkpoint_loads == 0 && rows == 0) {
+    printf("%s %s: new table; capture triggers installed, 3 aggregates "
+           "attached in %s (nothing to scan)\n",
+           first ? "opened" : "reopened", b->path, lb_dur(in->seconds, d));
+    return;
+  }
+  if (s->backfills > 0 && s->checkpoint_loads == 0) {
+    printf("%s %s: no checkpoint yet; attach filled the 3 aggregates from "
+           "the table (%s rows scanned) in %s\n",
+           first ? "opened" : "reopened", b->path, lb_int(rows, n1),
+           lb_dur(in->seconds, d));
+    return;
+  }
+  uint64_t count = 0;
+  tally_agg_count(lb_by_score(b), NULL, NULL, &count);
+  printf("%s %s in %s from checkpoint + %s log rows, no table scan "
+         "(%s rows; %" PRIu64 " aggregates loaded, %" PRIu64
+         " rows scanned)\n",
+         first ? "opened" : "reopened", b->path, lb_dur(in->seconds, d),
+         lb_int((int64_t)s->log_rows, n2), lb_int((int64_t)count, n1),
+         s->checkpoint_loads, s->rows_scanned);
+}
 
-typedef struct lb_span {
-  lb *b;
-  size_t from, to; /* results [from, to) of b->ids */
-} lb_span;
+/* ---- writes: the only code that changes scores in this process ---------- */
 
-static int lb_insert_batch(tally_txn *txn, void *udata) {
-  lb_span *sp = udata;
-  lb *b = sp->b;
-  for (size_t i = sp->from; i < sp->to; i++) {
-    char player[16];
-    sqlite_row row;
-    unsigned char id[TALLY_ID_MAX];
-    size_t id_len = 0;
-    lb_player((unsigned)(lb_rand(b) % 512), player);
-    row.id = 0;
-    row.player = player;
-    row.game = games[lb_rand(b) % N_GAMES];
-    /* two dice: most results near the middle, few near 0 or MAX_SCORE */
-    row.score = (int64_t)(lb_rand(b) % 5001 + lb_rand(b) % 5001);
-    if (i == 0) { /* the player whose rank we follow */
-      row.player = "ada";
-      row.game = "chess";
-      row.score = 8750;
+/*
+ * lb_add_results - write n results in one transaction: tally_sqlite_begin
+ * (catch up, take the write lock), one plain SQL INSERT per result,
+ * tally_sqlite_commit (apply the transaction's log rows to the
+ * aggregates, COMMIT, commit the aggregates). All or nothing.
+ */
+static int lb_add_results(lb *b, const lb_result *r, size_t n) {
+  int rc = tally_sqlite_begin(b->ts);
+  if (rc != TALLY_OK)
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    sqlite3_bind_int64(b->ins, 1, r[i].id);
+    sqlite3_bind_text(b->ins, 2, r[i].player, -1, SQLITE_STATIC);
+    sqlite3_bind_text(b->ins, 3, r[i].game, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(b->ins, 4, r[i].score);
+    int s = sqlite3_step(b->ins);
+    sqlite3_reset(b->ins);
+    if (s != SQLITE_DONE) {
+      fprintf(stderr, "INSERT: %s\n", sqlite3_errmsg(b->db));
+      tally_sqlite_rollback(b->ts);
+      return TALLY_EDB;
     }
-    int rc = tally_txn_insert(txn, "scores", &row, id, &id_len);
-    if (rc != TALLY_OK)
-      return rc;
-    lb_check(tally_id_to_int((tally_bytes){id, id_len}, &b->ids[i]), "id");
   }
-  return 0;
+  return tally_sqlite_commit(b->ts);
 }
 
-/* Rescore some results (every tenth also moves to another game: the item
- * changes namespace). Reads the current row through the transaction. */
-static int lb_update_some(tally_txn *txn, void *udata) {
-  lb *b = udata;
-  for (int n = 0; n < N_UPDATES; n++) {
-    int64_t rowid = b->ids[1 + lb_rand(b) % (N_RESULTS - 1)]; /* not ada */
-    unsigned char idbuf[8];
-    tally_bytes id = tally_id_int(rowid, idbuf);
-    const void *cur = NULL;
-    int rc = tally_txn_get(txn, "scores", id, &cur);
-    if (rc != TALLY_OK)
-      return rc;
-    sqlite_row row = *(const sqlite_row *)cur; /* strings still borrowed */
-    row.score = (int64_t)(lb_rand(b) % (MAX_SCORE + 1));
-    if (n % 10 == 0)
-      row.game = games[lb_rand(b) % N_GAMES];
-    rc = tally_txn_update(txn, "scores", id, &row);
-    tally_txn_release(txn, "scores", cur);
-    if (rc != TALLY_OK)
-      return rc;
+/*
+ * lb_correct - a referee's correction in one transaction: add a
+ * replacement result, then deduct points from result id. *inside gets
+ * the count the aggregates answer between the two statements (after
+ * tally_sqlite_sync). A deduction below zero violates CHECK(score >= 0):
+ * everything is rolled back, table and aggregates, and the SQLite message
+ * goes to msg.
+ */
+static int lb_correct(lb *b, const lb_result *replacement, int64_t id,
+                      int64_t points, uint64_t *inside, char *msg,
+                      size_t cap) {
+  int rc = tally_sqlite_begin(b->ts);
+  if (rc != TALLY_OK)
+    return rc;
+  sqlite3_bind_int64(b->ins, 1, replacement->id);
+  sqlite3_bind_text(b->ins, 2, replacement->player, -1, SQLITE_STATIC);
+  sqlite3_bind_text(b->ins, 3, replacement->game, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(b->ins, 4, replacement->score);
+  int s = sqlite3_step(b->ins);
+  sqlite3_reset(b->ins);
+  if (s == SQLITE_DONE)
+    rc = tally_sqlite_sync(b->ts);
+  else
+    rc = TALLY_EDB;
+  if (rc == TALLY_OK)
+    rc = tally_agg_count(lb_by_score(b), NULL, NULL, inside);
+  if (rc == TALLY_OK) {
+    sqlite3_stmt *st = lb_prepare(
+        b, "UPDATE scores SET score = score - ? WHERE id = ?");
+    sqlite3_bind_int64(st, 1, points);
+    sqlite3_bind_int64(st, 2, id);
+    s = sqlite3_step(st);
+    if (s != SQLITE_DONE) {
+      snprintf(msg, cap, "%s", sqlite3_errmsg(b->db));
+      rc = TALLY_EDB;
+    }
+    sqlite3_finalize(st);
   }
-  return 0;
+  if (rc != TALLY_OK) {
+    tally_sqlite_rollback(b->ts);
+    return rc;
+  }
+  return tally_sqlite_commit(b->ts);
 }
 
-typedef struct lb_deletes {
-  lb *b;
-  int64_t *banned_ids; /* every result of the banned player */
-  size_t n_banned;
-  size_t deleted; /* out */
-} lb_deletes;
+/* ---- loading, with a progress display ------------------------------------ */
 
-static int lb_delete_some(tally_txn *txn, void *udata) {
-  lb_deletes *d = udata;
-  lb *b = d->b;
-  unsigned char idbuf[8];
-  d->deleted = 0;
-  for (size_t i = 0; i < d->n_banned; i++) {
-    int rc = tally_txn_delete(txn, "scores",
-                              tally_id_int(d->banned_ids[i], idbuf));
-    if (rc != TALLY_OK)
-      return rc;
-    d->deleted++;
+static void lb_progress(const lb *b, int64_t done, int64_t total, double t0,
+                        int *last_quarter) {
+  char n1[32], n2[32];
+  if (b->tty) {
+    int width = 30, fill = (int)(done * width / (total > 0 ? total : 1));
+    printf("\r  loading [%.*s%*s] %3d%%  %s / %s rows", fill,
+           "##############################", width - fill, "",
+           (int)(done * 100 / (total > 0 ? total : 1)), lb_int(done, n1),
+           lb_int(total, n2));
+    if (done == total)
+      printf("\n");
+    fflush(stdout);
+    return;
   }
-  for (int n = 0; n < N_DELETES; n++) {
-    int64_t rowid = b->ids[1 + lb_rand(b) % (N_RESULTS - 1)];
-    int rc = tally_txn_delete(txn, "scores", tally_id_int(rowid, idbuf));
-    if (rc == TALLY_ENOROW)
-      continue; /* already gone: refused, the transaction goes on */
-    if (rc != TALLY_OK)
-      return rc;
-    d->deleted++;
+  int quarter = (int)(done * 4 / (total > 0 ? total : 1));
+  if (quarter > *last_quarter) {
+    *last_quarter = quarter;
+    printf("  loaded %s / %s rows (%.1f s)\n", lb_int(done, n1),
+           lb_int(total, n2), lb_now() - t0);
+    fflush(stdout);
   }
-  return 0;
 }
 
-static void lb_write(lb *b) {
-  int batches = 0;
-  for (size_t from = 0; from < N_RESULTS; from += BATCH, batches++) {
-    lb_span sp = {b, from, from + BATCH < N_RESULTS ? from + BATCH : N_RESULTS};
-    lb_check(tally_db_transact(b->db, lb_insert_batch, &sp), "insert");
-    lb_validate(b);
+/* Write rows new results after the table's largest id, kamiro's first. */
+static void lb_load(lb *b, int64_t rows) {
+  int64_t next = lb_sql_int(b, "SELECT COALESCE(MAX(id), 0) + 1 FROM scores",
+                            0, 0, 0);
+  lb_result *batch = malloc(LB_BATCH * sizeof *batch);
+  if (batch == NULL)
+    lb_die("out of memory");
+  char n1[32], n2[32], n3[32], d[32];
+  printf("loading %s results (ids %s..%s) in transactions of %s rows:\n",
+         lb_int(rows, n1), lb_int(next, n2), lb_int(next + rows - 1, n3),
+         lb_int(LB_BATCH, d));
+  double t0 = lb_now();
+  int last_quarter = 0;
+  int64_t done = 0, txns = 0;
+  while (done < rows) {
+    size_t n = rows - done < LB_BATCH ? (size_t)(rows - done) : LB_BATCH;
+    for (size_t i = 0; i < n; i++)
+      lb_generate(next + done + (int64_t)i, &batch[i]);
+    if (done == 0) { /* the player the report follows */
+      snprintf(batch[0].player, sizeof batch[0].player, "%s", LB_FOLLOWED);
+      batch[0].game = "chess";
+      batch[0].score = LB_FOLLOWED_SCORE;
+      b->followed_id = batch[0].id;
+    }
+    lb_tcheck(b, lb_add_results(b, batch, n), "write transaction");
+    done += (int64_t)n;
+    txns++;
+    lb_progress(b, done, rows, t0, &last_quarter);
   }
-  lb_check(tally_db_transact(b->db, lb_update_some, b), "update");
-  lb_validate(b);
-
-  /* Ban one player: find their results with SQL, delete through tally. */
-  char banned[16];
-  lb_player(77, banned);
-  lb_deletes d = {b, NULL, 0, 0};
-  sqlite3_stmt *st = NULL;
-  lb_sql_check(b,
-               sqlite3_prepare_v2(b->sql,
-                                  "SELECT id FROM scores WHERE player = ?", -1,
-                                  &st, NULL),
-               "select");
-  sqlite3_bind_text(st, 1, banned, -1, SQLITE_STATIC);
-  d.banned_ids = malloc(N_RESULTS * sizeof *d.banned_ids);
-  if (d.banned_ids == NULL)
-    lb_check(TALLY_ENOMEM, "banned ids");
-  while (sqlite3_step(st) == SQLITE_ROW && d.n_banned < N_RESULTS)
-    d.banned_ids[d.n_banned++] = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  lb_check(tally_db_transact(b->db, lb_delete_some, &d), "delete");
-  lb_validate(b);
-  free(d.banned_ids);
-
-  printf("%d results in %d transactions; %d rescored; %zu deleted (banned "
-         "%s's %zu among them)\n",
-         N_RESULTS, batches, N_UPDATES, d.deleted, banned, d.n_banned);
+  double s = lb_now() - t0;
+  free(batch);
+  printf("loaded %s rows in %s transactions: %s, %.1f us per row (INSERT, "
+         "capture trigger, log, apply to 3 aggregates, COMMIT)\n",
+         lb_int(rows, n1), lb_int(txns, n2), lb_dur(s, d),
+         s * 1e6 / (double)rows);
 }
 
-/* ---- reads -------------------------------------------------------------- */
+/* ---- durability: checkpoint, reopen, and what a backfill would cost ------- */
 
-static void lb_totals(lb *b) {
+static void lb_durability(lb *b) {
+  char d1[32], d2[32], n1[32];
+  double t0 = lb_now();
+  lb_tcheck(b, tally_sqlite_checkpoint(b->ts), "tally_sqlite_checkpoint");
+  double ck = lb_now() - t0;
+  printf("checkpoint: 3 aggregates written into the database in %s\n",
+         lb_dur(ck, d1));
+
+  /* Close everything, reopen: the aggregates come from the checkpoint. */
+  lb_close(b);
+  lb_open_info info;
+  lb_open(b, &info);
+  lb_print_open(b, &info, false);
+
+  /* What the same three aggregates cost when filled from the table: fresh
+   * table aggregates, tally_table_backfill through the component's store
+   * (one scan of scores each). They must hold what the reopen restored. */
+  tally_table *fresh[LB_NAGGS];
+  lb_new_tables(fresh);
+  const tally_store *store = tally_sqlite_store(b->ts);
+  uint64_t scanned = 0;
+  t0 = lb_now();
+  lb_tcheck(b, tally_sqlite_read_begin(b->ts), "read_begin");
+  for (int i = 0; i < LB_NAGGS; i++) {
+    uint64_t rows = 0;
+    lb_tcheck(b, tally_table_backfill(fresh[i], store, "scores", &rows),
+              "tally_table_backfill");
+    scanned += rows;
+  }
+  lb_tcheck(b, tally_sqlite_read_end(b->ts), "read_end");
+  double bf = lb_now() - t0;
+  for (int i = 0; i < LB_NAGGS; i++) {
+    uint64_t c1 = 0, c2 = 0;
+    double s1 = 0, s2 = 0;
+    size_t ns1 = tally_agg_namespace_count(tally_table_agg(fresh[i]));
+    size_t ns2 = tally_agg_namespace_count(tally_table_agg(b->t[i]));
+    tally_agg_count_sum(tally_table_agg(fresh[i]), NULL, NULL, &c1, &s1);
+    tally_agg_count_sum(tally_table_agg(b->t[i]), NULL, NULL, &c2, &s2);
+    if (c1 != c2 || s1 != s2 || ns1 != ns2) {
+      printf("  %s: restored and backfilled aggregates DIFFER\n",
+             lb_names[i]);
+      b->disagreements++;
+    }
+    tally_table_free(fresh[i]);
+  }
+  printf("a backfill of the same 3 aggregates (fresh tally_table, "
+         "tally_table_backfill through\ntally_sqlite_store: %s rows "
+         "scanned) takes %s: the reopen cost %.1f%% of it\n",
+         lb_int((int64_t)scanned, n1), lb_dur(bf, d2),
+         100.0 * info.seconds / bf);
+}
+
+/* ---- the report: tally and SQL side by side ------------------------------- */
+
+typedef struct lb_answers {
+  int64_t count, total;          /* results, sum of scores */
+  int64_t score;                 /* kamiro's score (input of the ranks) */
+  int64_t rank, rank_chess;      /* 1 + results with a higher score */
+  int64_t median, p90;           /* scores at offsets (n-1)/2, 9(n-1)/10 */
+  int ntop;                      /* top page: scores and ids, best first */
+  int64_t top_score[LB_TOP], top_id[LB_TOP];
+  int ngames;                    /* per-game counts, in game order */
+  char game[LB_MAX_GAMES][16];
+  int64_t game_count[LB_MAX_GAMES];
+} lb_answers;
+
+/* The score of a key holding one int64 (anything else reads as -1). */
+static int64_t lb_key_score(tally_bytes key) {
+  int64_t v = -1;
+  return tally_key_to_int(key, &v) == TALLY_OK ? v : -1;
+}
+
+/* ---- the questions, as tally reads -------------------------------------- */
+
+static void lb_t_count(lb *b, lb_answers *a) {
   uint64_t n = 0;
-  double points = 0;
-  lb_check(tally_agg_count_sum(tally_table_agg(b->by_score), NULL, NULL, &n,
-                               &points),
-           "count_sum");
-  int64_t sql_n = lb_sql_int(b, "SELECT COUNT(*) FROM scores", NULL, 0);
-  int64_t sql_points =
-      lb_sql_int(b, "SELECT TOTAL(score) FROM scores", NULL, 0);
-  const char *a = lb_agree(b, (int64_t)n, sql_n);
-  const char *c = lb_agree(b, (int64_t)points, sql_points);
-  printf("results: %" PRIu64 ", total points: %.0f  (SQL COUNT(*) %s, "
-         "SUM(score) %s)\n",
-         n, points, a, c);
+  lb_tcheck(b, tally_agg_count(lb_by_score(b), NULL, NULL, &n), "count");
+  a->count = (int64_t)n;
 }
 
-/* ada's rank in chess: 1 + the results in the chess namespace with a
- * strictly higher score. */
-static void lb_rank(lb *b) {
-  tally_keybuf nskb, kb;
-  tally_bytes ns = lb_key_str(&nskb, "chess");
-  uint64_t above = 0, in_chess = 0;
-  const tally_agg *g = tally_table_agg(b->per_game);
-  lb_check(tally_agg_index_of(g, &ns, NULL, lb_key_int(&kb, 8750), NULL,
-                              TALLY_DESC, &above),
-           "index_of");
-  lb_check(tally_agg_count(g, &ns, NULL, &in_chess), "count");
-  int64_t sql_above = lb_sql_int(
-      b, "SELECT COUNT(*) FROM scores WHERE game = ? AND score > ?", "chess",
-      8750);
-  printf("ada's 8750 in chess ranks #%" PRIu64 " of %" PRIu64
-         "  (SQL COUNT(*) WHERE score > 8750 %s)\n",
-         above + 1, in_chess, lb_agree(b, (int64_t)above, sql_above));
+static void lb_t_total(lb *b, lb_answers *a) {
+  double s = 0;
+  lb_tcheck(b, tally_agg_sum(lb_by_score(b), NULL, NULL, &s), "sum");
+  a->total = (int64_t)s;
 }
 
-/* Percentile q: the item at offset floor(q * (n - 1)) in score order. */
-static int64_t lb_percentile(lb *b, double q, const char **mark) {
-  const tally_agg *a = tally_table_agg(b->by_score);
+static void lb_t_rank(lb *b, lb_answers *a) {
+  uint64_t above = 0;
+  lb_tcheck(b,
+            tally_agg_index_of(lb_by_score(b), NULL, NULL,
+                               TALLY_KEY_INT(a->score), NULL, TALLY_DESC,
+                               &above),
+            "index_of");
+  a->rank = (int64_t)above + 1;
+}
+
+/* The rank in chess from the [game, score] aggregate: bounds admit the
+ * tuples starting with "chess"; DESC without an id counts the items after
+ * every item with key ["chess", score]. */
+static void lb_t_rank_chess(lb *b, lb_answers *a) {
+  tally_keybuf pk, kk;
+  tally_bytes prefix, key;
+  tally_key_init(&pk);
+  tally_key_tuple_begin(&pk);
+  tally_key_cstr(&pk, "chess");
+  tally_key_init(&kk);
+  tally_key_tuple_begin(&kk);
+  tally_key_cstr(&kk, "chess");
+  tally_key_int(&kk, a->score);
+  tally_key_tuple_end(&kk);
+  lb_tcheck(b, tally_key_prefix(&pk, &prefix), "prefix");
+  lb_tcheck(b, tally_key_finish(&kk, &key), "key");
+  tally_bounds in_chess = tally_bounds_prefix(prefix);
+  uint64_t above = 0;
+  lb_tcheck(b,
+            tally_agg_index_of(lb_by_game_score(b), NULL, &in_chess, key,
+                               NULL, TALLY_DESC, &above),
+            "index_of");
+  a->rank_chess = (int64_t)above + 1;
+}
+
+static int64_t lb_t_at_fraction(lb *b, int num, int den) {
   uint64_t n = 0;
   tally_item it;
-  lb_check(tally_agg_count(a, NULL, NULL, &n), "count");
+  lb_tcheck(b, tally_agg_count(lb_by_score(b), NULL, NULL, &n), "count");
   if (n == 0)
     return -1;
-  int64_t offset = (int64_t)(q * (double)(n - 1));
-  lb_check(tally_agg_at(a, NULL, NULL, offset, &it), "at");
-  int64_t score = lb_item_score(&it);
-  *mark = lb_agree(
-      b, score,
-      lb_sql_int(b, "SELECT score FROM scores ORDER BY score LIMIT 1 OFFSET ?",
-                 NULL, offset));
-  return score;
+  lb_tcheck(b,
+            tally_agg_at(lb_by_score(b), NULL, NULL,
+                         (int64_t)((n - 1) * (uint64_t)num / (uint64_t)den),
+                         &it),
+            "at");
+  return lb_key_score(tally_item_key(&it));
 }
 
-static void lb_percentiles(lb *b) {
-  const char *m50 = "", *m90 = "";
-  int64_t p50 = lb_percentile(b, 0.5, &m50);
-  int64_t p90 = lb_percentile(b, 0.9, &m90);
-  printf("median score: %" PRId64 ", 90th percentile: %" PRId64
-         "  (SQL ORDER BY score OFFSET k: %s, %s)\n",
-         p50, p90, m50, m90);
+static void lb_t_median(lb *b, lb_answers *a) {
+  a->median = lb_t_at_fraction(b, 1, 2);
 }
 
-/* Two pages of the board, best first; the second starts from the cursor
- * the first returned. Ties on score come out by id, highest first, so SQL
- * must order by score DESC, id DESC to list the same rows. */
-static void lb_pages(lb *b) {
-  const tally_agg *a = tally_table_agg(b->by_score);
-  sqlite3_stmt *who = NULL, *top = NULL;
-  lb_sql_check(b,
-               sqlite3_prepare_v2(b->sql,
-                                  "SELECT player, game FROM scores WHERE id = ?",
-                                  -1, &who, NULL),
-               "select");
-  lb_sql_check(b,
-               sqlite3_prepare_v2(b->sql,
-                                  "SELECT id FROM scores ORDER BY score DESC, "
-                                  "id DESC LIMIT ?",
-                                  -1, &top, NULL),
-               "select");
-  sqlite3_bind_int(top, 1, 2 * PAGE);
-  tally_page *pg = NULL;
-  const tally_page_cursor *cur = NULL;
-  int same = 1;
-  lb_check(tally_page_new(NULL, &pg), "tally_page_new");
-  printf("top %d, two pages of %d (page 2 from page 1's cursor):\n", 2 * PAGE,
-         PAGE);
-  for (int page = 0; page < 2; page++) {
-    lb_check(tally_agg_paginate(a, NULL, NULL, TALLY_DESC, cur, PAGE, pg),
-             "paginate");
-    cur = tally_page_next(pg);
-    size_t n = tally_page_count(pg);
-    for (size_t i = 0; i < n; i++) {
-      tally_item item;
-      const tally_entry *e = &tally_page_items(pg)[i];
-      memset(&item, 0, sizeof item);
-      item.key_len = e->key.len;
-      memcpy(item.key, e->key.data, e->key.len);
-      item.id_len = e->id.len;
-      memcpy(item.id, e->id.data, e->id.len);
-      int64_t rowid = lb_item_rowid(&item);
-      sqlite3_bind_int64(who, 1, rowid);
-      if (sqlite3_step(who) != SQLITE_ROW)
-        same = 0;
-      else
-        printf("  #%-2d %-8s %-7s %5" PRId64 "\n",
-               page * PAGE + (int)i + 1,
-               (const char *)sqlite3_column_text(who, 0),
-               (const char *)sqlite3_column_text(who, 1),
-               lb_item_score(&item));
-      sqlite3_reset(who);
-      if (sqlite3_step(top) != SQLITE_ROW ||
-          sqlite3_column_int64(top, 0) != rowid)
-        same = 0;
-    }
+static void lb_t_p90(lb *b, lb_answers *a) {
+  a->p90 = lb_t_at_fraction(b, 9, 10);
+}
+
+/* Best first; ties on score come out by id, highest first. */
+static void lb_t_top(lb *b, lb_answers *a) {
+  lb_tcheck(b,
+            tally_agg_paginate(lb_by_score(b), NULL, NULL, TALLY_DESC, NULL,
+                               LB_TOP, b->page),
+            "paginate");
+  const tally_entry *e = tally_page_items(b->page);
+  a->ntop = (int)tally_page_count(b->page);
+  for (int i = 0; i < a->ntop; i++) {
+    a->top_score[i] = lb_key_score(e[i].key);
+    tally_id_to_int(e[i].id, &a->top_id[i]);
   }
-  tally_page_free(pg);
-  printf("  (same rows as SQL ORDER BY score DESC, id DESC LIMIT %d: %s)\n",
-         2 * PAGE, lb_agree(b, same, 1));
-  sqlite3_finalize(who);
-  sqlite3_finalize(top);
 }
 
-/* Namespace listing: a game's name decoded from its namespace key. */
-typedef struct lb_ns_list {
-  char names[8][16];
-  uint64_t counts[8];
-  size_t n;
-} lb_ns_list;
+static bool lb_t_game_one(const tally_bytes *ns, uint64_t count, void *udata) {
+  lb_answers *a = udata;
+  if (a->ngames == LB_MAX_GAMES)
+    return false;
+  if (ns == NULL)
+    snprintf(a->game[a->ngames], 16, "(null)");
+  else if (tally_key_to_str(*ns, a->game[a->ngames], 16, NULL) != TALLY_OK &&
+           a->game[a->ngames][0] == '\0')
+    snprintf(a->game[a->ngames], 16, "(not text)");
+  a->game_count[a->ngames++] = (int64_t)count;
+  return true;
+}
 
-static bool lb_ns_collect(const tally_bytes *ns, uint64_t count, void *udata) {
-  lb_ns_list *l = udata;
-  tally_keyreader r;
-  tally_elem e;
-  if (ns == NULL || l->n == 8)
-    return l->n < 8;
-  tally_key_reader(&r, *ns);
-  if (tally_key_next(&r, &e) != TALLY_OK || e.type != TALLY_T_STRING)
+/* One namespace per game: the listing gives every count at once. */
+static void lb_t_games(lb *b, lb_answers *a) {
+  a->ngames = 0;
+  lb_tcheck(b, tally_agg_namespaces(lb_per_game(b), lb_t_game_one, a),
+            "namespaces");
+}
+
+/* ---- the same questions in SQL ------------------------------------------ */
+
+static void lb_s_count(lb *b, lb_answers *a) {
+  a->count = lb_sql_int(b, "SELECT COUNT(*) FROM scores", 0, 0, 0);
+}
+
+static void lb_s_total(lb *b, lb_answers *a) {
+  a->total = lb_sql_int(b, "SELECT TOTAL(score) FROM scores", 0, 0, 0);
+}
+
+static void lb_s_rank(lb *b, lb_answers *a) {
+  a->rank = lb_sql_int(b, "SELECT 1 + COUNT(*) FROM scores WHERE score > ?",
+                       1, a->score, 0);
+}
+
+static void lb_s_rank_chess(lb *b, lb_answers *a) {
+  a->rank_chess = lb_sql_int(b,
+                             "SELECT 1 + COUNT(*) FROM scores "
+                             "WHERE game = 'chess' AND score > ?",
+                             1, a->score, 0);
+}
+
+static void lb_s_median(lb *b, lb_answers *a) {
+  a->median = lb_sql_int(b,
+                         "SELECT score FROM scores ORDER BY score LIMIT 1 "
+                         "OFFSET (SELECT (COUNT(*) - 1) / 2 FROM scores)",
+                         0, 0, 0);
+}
+
+static void lb_s_p90(lb *b, lb_answers *a) {
+  a->p90 = lb_sql_int(b,
+                      "SELECT score FROM scores ORDER BY score LIMIT 1 "
+                      "OFFSET (SELECT (COUNT(*) - 1) * 9 / 10 FROM scores)",
+                      0, 0, 0);
+}
+
+static void lb_s_top(lb *b, lb_answers *a) {
+  sqlite3_stmt *st = lb_prepare(b, "SELECT score, id FROM scores "
+                                   "ORDER BY score DESC, id DESC LIMIT 10");
+  a->ntop = 0;
+  while (a->ntop < LB_TOP && sqlite3_step(st) == SQLITE_ROW) {
+    a->top_score[a->ntop] = sqlite3_column_int64(st, 0);
+    a->top_id[a->ntop++] = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+}
+
+static void lb_s_games(lb *b, lb_answers *a) {
+  sqlite3_stmt *st = lb_prepare(b, "SELECT game, COUNT(*) FROM scores "
+                                   "GROUP BY game ORDER BY game");
+  a->ngames = 0;
+  while (a->ngames < LB_MAX_GAMES && sqlite3_step(st) == SQLITE_ROW) {
+    const unsigned char *g = sqlite3_column_text(st, 0);
+    snprintf(a->game[a->ngames], 16, "%s",
+             g != NULL ? (const char *)g : "(null)");
+    a->game_count[a->ngames++] = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+}
+
+/* ---- comparing and showing answers --------------------------------------- */
+
+typedef enum lb_field {
+  LB_COUNT, LB_TOTAL, LB_RANK, LB_RANK_CHESS, LB_MEDIAN, LB_P90, LB_TOPPAGE,
+  LB_GAMES
+} lb_field;
+
+static bool lb_same(const lb_answers *x, const lb_answers *y, lb_field f) {
+  switch (f) {
+  case LB_COUNT: return x->count == y->count;
+  case LB_TOTAL: return x->total == y->total;
+  case LB_RANK: return x->rank == y->rank;
+  case LB_RANK_CHESS: return x->rank_chess == y->rank_chess;
+  case LB_MEDIAN: return x->median == y->median;
+  case LB_P90: return x->p90 == y->p90;
+  case LB_TOPPAGE:
+    if (x->ntop != y->ntop)
+      return false;
+    for (int i = 0; i < x->ntop; i++)
+      if (x->top_score[i] != y->top_score[i] || x->top_id[i] != y->top_id[i])
+        return false;
     return true;
-  size_t len = tally_elem_copy(&e, l->names[l->n], 15);
-  l->names[l->n][len < 15 ? len : 15] = '\0';
-  l->counts[l->n++] = count;
-  return true;
-}
-
-/* Per-game counts three ways: a prefix bound [game, ...] on the tuple
- * keys, the game's namespace, and SQL. */
-static void lb_per_game(lb *b) {
-  lb_ns_list l;
-  l.n = 0;
-  lb_check(tally_agg_namespaces(tally_table_agg(b->per_game), lb_ns_collect,
-                                &l),
-           "namespaces");
-  printf("game    [game,*] prefix  namespace  SQL COUNT(*)   best (SQL MAX)\n");
-  for (size_t i = 0; i < l.n; i++) {
-    tally_keybuf pkb, nskb;
-    tally_bytes prefix, ns = lb_key_str(&nskb, l.names[i]);
-    uint64_t by_prefix = 0;
-    tally_item best;
-    tally_key_init(&pkb);
-    lb_check(tally_key_tuple_begin(&pkb), "key");
-    lb_check(tally_key_cstr(&pkb, l.names[i]), "key");
-    lb_check(tally_key_prefix(&pkb, &prefix), "key");
-    tally_bounds bounds = tally_bounds_prefix(prefix);
-    lb_check(tally_agg_count(tally_table_agg(b->by_game_score), NULL, &bounds,
-                             &by_prefix),
-             "count");
-    lb_check(tally_agg_max(tally_table_agg(b->per_game), &ns, NULL, &best),
-             "max");
-    int64_t sql_n = lb_sql_int(
-        b, "SELECT COUNT(*) FROM scores WHERE game = ?", l.names[i], 0);
-    int64_t sql_max = lb_sql_int(
-        b, "SELECT MAX(score) FROM scores WHERE game = ?", l.names[i], 0);
-    int ok = by_prefix == l.counts[i] && (int64_t)by_prefix == sql_n &&
-             lb_item_score(&best) == sql_max;
-    printf("%-7s %15" PRIu64 " %10" PRIu64 " %13" PRId64 "   %5" PRId64
-           " (%" PRId64 ")  %s\n",
-           l.names[i], by_prefix, l.counts[i], sql_n, lb_item_score(&best),
-           sql_max, lb_agree(b, ok, 1));
+  case LB_GAMES:
+    if (x->ngames != y->ngames)
+      return false;
+    for (int i = 0; i < x->ngames; i++)
+      if (strcmp(x->game[i], y->game[i]) != 0 ||
+          x->game_count[i] != y->game_count[i])
+        return false;
+    return true;
   }
-  int64_t sql_games =
-      lb_sql_int(b, "SELECT COUNT(DISTINCT game) FROM scores", NULL, 0);
-  if ((int64_t)l.n != sql_games) {
-    printf("namespaces: %zu, SQL games: %" PRId64 "  DISAGREES\n", l.n,
-           sql_games);
-    b->disagreements++;
+  return false;
+}
+
+static const char *lb_show(const lb_answers *a, lb_field f, char *buf,
+                           size_t cap) {
+  char n[32];
+  switch (f) {
+  case LB_COUNT: return lb_int(a->count, buf);
+  case LB_TOTAL: return lb_int(a->total, buf);
+  case LB_RANK: return lb_int(a->rank, buf);
+  case LB_RANK_CHESS: return lb_int(a->rank_chess, buf);
+  case LB_MEDIAN: return lb_int(a->median, buf);
+  case LB_P90: return lb_int(a->p90, buf);
+  case LB_TOPPAGE: {
+    char m[32];
+    if (a->ntop == 0)
+      return "empty";
+    snprintf(buf, cap, "%s..%s", lb_int(a->top_score[0], n),
+             lb_int(a->top_score[a->ntop - 1], m));
+    return buf;
   }
-}
-
-/* ---- atomicity ---------------------------------------------------------- */
-
-/* Rows in SQLite and items in each aggregate (per_game: all namespaces). */
-typedef struct lb_counts {
-  int64_t rows;
-  uint64_t items[3];
-} lb_counts;
-
-static bool lb_ns_add(const tally_bytes *ns, uint64_t count, void *udata) {
-  (void)ns;
-  *(uint64_t *)udata += count;
-  return true;
-}
-
-static lb_counts lb_count_all(lb *b) {
-  lb_counts c;
-  c.rows = lb_sql_int(b, "SELECT COUNT(*) FROM scores", NULL, 0);
-  lb_check(tally_agg_count(tally_table_agg(b->by_score), NULL, NULL,
-                           &c.items[0]),
-           "count");
-  lb_check(tally_agg_count(tally_table_agg(b->by_game_score), NULL, NULL,
-                           &c.items[1]),
-           "count");
-  c.items[2] = 0;
-  lb_check(tally_agg_namespaces(tally_table_agg(b->per_game), lb_ns_add,
-                                &c.items[2]),
-           "namespaces");
-  return c;
-}
-
-/* "3892|3892|3892|3892": SQLite rows, then items by score, by
- * [game,score] and per game. */
-static void lb_print_counts(const char *label, lb_counts c) {
-  printf("%s %" PRId64 "|%" PRIu64 "|%" PRIu64 "|%" PRIu64, label, c.rows,
-         c.items[0], c.items[1], c.items[2]);
-}
-
-static bool lb_counts_equal(lb_counts a, lb_counts b) {
-  return a.rows == b.rows && a.items[0] == b.items[0] &&
-         a.items[1] == b.items[1] && a.items[2] == b.items[2];
-}
-
-typedef struct lb_doomed {
-  lb *b;
-  int how;          /* 0: a cheating score; 1: a score below 0 */
-  lb_counts inside; /* counts just before the failing write */
-} lb_doomed;
-
-/* Fifty good results, then one bad write. */
-static int lb_doomed_txn(tally_txn *txn, void *udata) {
-  lb_doomed *d = udata;
-  for (int i = 0; i < 50; i++) {
-    sqlite_row row = {0, "newcomer", games[i % N_GAMES], 100 + i};
-    int rc = tally_txn_insert(txn, "scores", &row, NULL, NULL);
-    if (rc != TALLY_OK)
-      return rc;
+  case LB_GAMES:
+    snprintf(buf, cap, "%d games", a->ngames);
+    return buf;
   }
-  d->inside = lb_count_all(d->b);
-  if (d->how == 0) {
-    sqlite_row cheat = {0, "newcomer", "chess", 25000};
-    return tally_txn_insert(txn, "scores", &cheat, NULL, NULL);
-  }
-  /* rescore ada's result to -5: SQLite's CHECK refuses, and OR ROLLBACK
-   * makes it roll the whole transaction back by itself */
-  unsigned char idbuf[8];
-  sqlite_row bad = {0, "ada", "chess", -5};
-  return tally_txn_update(txn, "scores", tally_id_int(d->b->ids[0], idbuf),
-                          &bad);
+  return "";
 }
 
-static void lb_atomicity(lb *b, int how) {
-  static const char *const what[] = {
-      "50 inserts, then a 25000-point result: the anti-cheat trigger fails",
-      "50 inserts, then ada rescored to -5: CHECK fails, SQLite rolls back "
-      "by itself"};
-  lb_doomed d;
-  memset(&d, 0, sizeof d);
-  d.b = b;
-  d.how = how;
-  long self_before = b->store.self_rolled, rb_before = b->store.rollbacks;
-  lb_counts before = lb_count_all(b);
-  int rc = tally_db_transact(b->db, lb_doomed_txn, &d);
-  lb_counts after = lb_count_all(b);
-  lb_validate(b);
-  int hook = tally_db_hook_error(b->db);
-  bool ok = lb_counts_equal(before, after) && d.inside.rows == before.rows + 50 &&
-            d.inside.items[0] == before.items[0] + 50 &&
-            d.inside.items[1] == before.items[1] + 50 &&
-            d.inside.items[2] == before.items[2] + 50;
-  if (how == 0) /* the store ran ROLLBACK */
-    ok = ok && rc == TALLY_ETRIGGER && hook == 1 &&
-         b->store.rollbacks == rb_before + 1;
-  else /* OR ROLLBACK: SQLite had already rolled back; rollback did nothing */
-    ok = ok && rc == TALLY_EHOOK && hook == SQLITE_CONSTRAINT &&
-         b->store.self_rolled == self_before + 1 &&
-         lb_sql_int(b, "SELECT score FROM scores WHERE id = ?", NULL,
-                    b->ids[0]) == 8750;
-  if (how == 0)
-    printf("atomicity (counts: SQLite rows|by score|by [game,score]|per "
-           "game):\n");
-  printf("  %s\n", what[how]);
-  lb_print_counts("    before", before);
-  lb_print_counts("  inside", d.inside);
-  lb_print_counts("  after", after);
-  printf("\n    -> %s, ", tally_errname(rc));
-  if (how == 0)
-    printf("the trigger returned %d", hook);
-  else
-    printf("\"%s\"", b->store.errmsg);
-  printf(": %s\n", ok ? "nothing left behind" : "NOT ROLLED BACK");
+typedef struct lb_question {
+  lb_field field;
+  const char *label;
+  void (*tally)(lb *b, lb_answers *a);
+  void (*sql)(lb *b, lb_answers *a);
+} lb_question;
+
+static const lb_question lb_questions[] = {
+    {LB_COUNT, "results (count)", lb_t_count, lb_s_count},
+    {LB_TOTAL, "total points", lb_t_total, lb_s_total},
+    {LB_RANK, "rank of " LB_FOLLOWED, lb_t_rank, lb_s_rank},
+    {LB_RANK_CHESS, "rank of " LB_FOLLOWED " in chess", lb_t_rank_chess,
+     lb_s_rank_chess},
+    {LB_MEDIAN, "median score", lb_t_median, lb_s_median},
+    {LB_P90, "90th percentile", lb_t_p90, lb_s_p90},
+    {LB_TOPPAGE, "top-10 page (scores)", lb_t_top, lb_s_top},
+    {LB_GAMES, "per-game counts", lb_t_games, lb_s_games},
+};
+#define LB_NQUESTIONS (sizeof lb_questions / sizeof lb_questions[0])
+
+/* Average seconds per call of a tally read: repeat until 5 ms passed. */
+static double lb_time_tally(lb *b, const lb_question *q, lb_answers *a) {
+  long reps = 0;
+  double t0 = lb_now(), t = t0;
+  for (long batch = 1; t - t0 < 5e-3; batch *= 2) {
+    for (long i = 0; i < batch; i++)
+      q->tally(b, a);
+    reps += batch;
+    t = lb_now();
+  }
+  return (t - t0) / (double)reps;
+}
+
+/* kamiro's current score, by primary key (what the application would
+ * read before asking for a rank). */
+static int64_t lb_followed_score(lb *b) {
+  return lb_sql_int(b, "SELECT score FROM scores WHERE id = ?", 1,
+                    b->followed_id, 0);
+}
+
+static void lb_report(lb *b) {
+  lb_answers t, s;
+  char n1[32], n2[32], d1[32], d2[32];
+  memset(&t, 0, sizeof t);
+  memset(&s, 0, sizeof s);
+
+  double r0 = lb_now();
+  lb_tcheck(b, tally_sqlite_refresh(b->ts), "refresh");
+  double r1 = lb_now();
+  lb_tcheck(b, tally_sqlite_refresh(b->ts), "refresh");
+  double r2 = lb_now();
+  t.score = s.score = lb_followed_score(b);
+
+  printf("\nReport. tally: reads of the in-memory aggregates, each averaged "
+         "over repeated calls,\n"
+         "after tally_sqlite_refresh (%s; %s when nothing was new). SQL: the "
+         "same question on the\n"
+         "same connection and data, indexes on score and (game, score), one "
+         "run each.\n",
+         lb_dur(r1 - r0, d1), lb_dur(r2 - r1, d2));
+  printf("%s's result: id %s, score %s (the ranks are for that score)\n",
+         LB_FOLLOWED, lb_int(b->followed_id, n1), lb_int(t.score, n2));
+  printf("  %-24s %14s %10s %10s  %s\n", "question", "answer", "tally", "SQL",
+         "check");
+  for (size_t i = 0; i < LB_NQUESTIONS; i++) {
+    const lb_question *q = &lb_questions[i];
+    char ans[64];
+    double tt = lb_time_tally(b, q, &t);
+    double s0 = lb_now();
+    q->sql(b, &s);
+    double ts = lb_now() - s0;
+    bool same = lb_same(&t, &s, q->field);
+    if (!same)
+      b->disagreements++;
+    printf("  %-24s %14s %10s %10s  %s\n", q->label,
+           lb_show(&t, q->field, ans, sizeof ans), lb_dur(tt, d1),
+           lb_dur(ts, d2), same ? "same" : "DIFFERS");
+    if (!same)
+      printf("  %-24s %14s  (SQL's answer)\n", "",
+             lb_show(&s, q->field, ans, sizeof ans));
+  }
+  printf("  top 10:");
+  for (int i = 0; i < t.ntop; i++)
+    printf(" %s", lb_int(t.top_score[i], n1));
+  printf("\n  per game:");
+  for (int i = 0; i < t.ngames; i++)
+    printf(" %s %s%s", t.game[i], lb_int(t.game_count[i], n2),
+           i + 1 < t.ngames ? "," : "");
+  printf("\n");
+}
+
+/* ---- another process changes the table ------------------------------------ */
+
+static void lb_tally_answers(lb *b, lb_answers *a) {
+  memset(a, 0, sizeof *a);
+  a->score = lb_followed_score(b);
+  for (size_t i = 0; i < LB_NQUESTIONS; i++)
+    lb_questions[i].tally(b, a);
+}
+
+static void lb_foreign_change(lb *b, lb_writer *w) {
+  char script[1024], msg[256], n1[32], n2[32], n3[32], d[32];
+  int64_t some_id = b->followed_id + 1; /* a row this run wrote */
+  snprintf(script, sizeof script,
+           "BEGIN IMMEDIATE;\n"
+           "UPDATE scores SET score = 9990 WHERE id = %" PRId64 ";\n"
+           "INSERT INTO scores(player, game, score) VALUES ('zed', 'tetris', "
+           "10000), ('zed', 'go', 7);\n"
+           "INSERT OR REPLACE INTO scores(id, player, game, score) VALUES "
+           "(%" PRId64 ", 'yuki', 'go', 9995);\n"
+           "DELETE FROM scores WHERE game = 'poker' AND score < 1000;\n"
+           "COMMIT;",
+           b->followed_id, some_id);
+
+  lb_answers before, after, sql;
+  lb_tally_answers(b, &before);
+  int changes = 0;
+  int rc = lb_writer_run(w, b->path, script, &changes, msg, sizeof msg);
+  if (rc != SQLITE_OK)
+    lb_die("the writer process failed: %s", msg);
+  printf("\nAnother process (pid %ld, plain sqlite3 API, no tally) changed "
+         "%s rows in one transaction:\n",
+         (long)w->pid, lb_int(changes, n1));
+  for (const char *p = script; *p != '\0';) {
+    const char *e = strchr(p, '\n');
+    size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
+    printf("    %.*s\n", (int)len, p);
+    p += len + (e != NULL ? 1 : 0);
+  }
+
+  /* Until the next refresh (or transaction) the aggregates stay as of the
+   * last snapshot they caught up to. */
+  lb_answers stale;
+  lb_tally_answers(b, &stale);
+  int still = lb_same(&before, &stale, LB_COUNT) ? 1 : 0;
+
+  tally_sqlite_stats s0, s1;
+  tally_sqlite_get_stats(b->ts, &s0);
+  double t0 = lb_now();
+  lb_tcheck(b, tally_sqlite_refresh(b->ts), "refresh");
+  double dt = lb_now() - t0;
+  tally_sqlite_get_stats(b->ts, &s1);
+  printf("before refresh the aggregates still answer as of their last "
+         "snapshot (count %s%s);\n",
+         lb_int(stale.count, n1), still ? ", unchanged" : "");
+  printf("tally_sqlite_refresh applied %s log rows (%s touched rows) in %s\n",
+         lb_int((int64_t)(s1.log_rows - s0.log_rows), n1),
+         lb_int((int64_t)(s1.rows_applied - s0.rows_applied), n2),
+         lb_dur(dt, d));
+
+  lb_tally_answers(b, &after);
+  memset(&sql, 0, sizeof sql);
+  sql.score = after.score;
+  for (size_t i = 0; i < LB_NQUESTIONS; i++)
+    lb_questions[i].sql(b, &sql);
+  printf("%s's score (read by primary key): %s before, %s after\n",
+         LB_FOLLOWED, lb_int(before.score, n1), lb_int(after.score, n2));
+  printf("  %-24s %14s %14s %14s  %s\n", "question", "before", "after",
+         "SQL after", "check");
+  for (size_t i = 0; i < LB_NQUESTIONS; i++) {
+    const lb_question *q = &lb_questions[i];
+    char a1[64], a2[64], a3[64];
+    bool same = lb_same(&after, &sql, q->field);
+    if (!same)
+      b->disagreements++;
+    printf("  %-24s %14s %14s %14s  %s\n", q->label,
+           lb_show(&before, q->field, a1, sizeof a1),
+           lb_show(&after, q->field, a2, sizeof a2),
+           lb_show(&sql, q->field, a3, sizeof a3), same ? "same" : "DIFFERS");
+  }
+  printf("  per game after:");
+  for (int i = 0; i < after.ngames; i++)
+    printf(" %s %s%s", after.game[i], lb_int(after.game_count[i], n3),
+           i + 1 < after.ngames ? "," : "");
+  printf("\n");
+}
+
+/* ---- a failing transaction ------------------------------------------------ */
+
+static void lb_failing_transaction(lb *b) {
+  char n1[32], n2[32], n3[32], n4[32], msg[256] = "";
+  lb_answers before, after;
+  lb_tally_answers(b, &before);
+  int64_t sql_before = lb_sql_int(b, "SELECT COUNT(*) FROM scores", 0, 0, 0);
+  lb_result extra;
+  lb_generate(lb_sql_int(b, "SELECT MAX(id) + 1 FROM scores", 0, 0, 0),
+              &extra);
+  uint64_t inside = 0;
+  int64_t deduct = before.score + 1; /* one point more than kamiro has */
+  printf("\nA failing transaction (lb_correct): INSERT a replacement result, "
+         "then deduct %s points\nfrom %s's %s, which violates "
+         "CHECK(score >= 0):\n",
+         lb_int(deduct, n1), LB_FOLLOWED, lb_int(before.score, n2));
+  int rc = lb_correct(b, &extra, b->followed_id, deduct, &inside, msg,
+                      sizeof msg);
+  lb_tally_answers(b, &after);
+  int64_t sql_after = lb_sql_int(b, "SELECT COUNT(*) FROM scores", 0, 0, 0);
+  int64_t sql_extra = lb_sql_int(b, "SELECT COUNT(*) FROM scores WHERE id = ?",
+                                 1, extra.id, 0);
+  bool ok = rc != TALLY_OK && after.count == before.count &&
+            sql_after == sql_before && sql_extra == 0 &&
+            after.total == before.total && after.score == before.score &&
+            lb_same(&before, &after, LB_GAMES) &&
+            lb_same(&before, &after, LB_TOPPAGE) &&
+            lb_same(&before, &after, LB_RANK_CHESS) &&
+            inside == (uint64_t)before.count + 1;
   if (!ok)
     b->disagreements++;
+  printf("  inside the transaction, after the INSERT and tally_sqlite_sync: "
+         "count %s\n",
+         lb_int((int64_t)inside, n1));
+  printf("  the UPDATE failed (\"%s\"); lb_correct returned %s and rolled "
+         "back\n",
+         msg, tally_errname(rc));
+  printf("  after: tally count %s, SQL COUNT(*) %s (before: %s); the "
+         "replacement row is %s; every aggregate as before: %s\n",
+         lb_int(after.count, n2), lb_int(sql_after, n3),
+         lb_int(sql_before, n4), sql_extra == 0 ? "gone" : "STILL THERE",
+         ok ? "yes" : "NO");
 }
 
-/* Only for a database file: another connection keeps reading, so COMMIT
- * gets SQLITE_BUSY and leaves the transaction open; tally then calls
- * rollback, which finds it open and runs ROLLBACK. */
-static int lb_insert_one(tally_txn *txn, void *udata) {
-  sqlite_row row = {0, "latecomer", "go", 4242};
-  (void)udata;
-  return tally_txn_insert(txn, "scores", &row, NULL, NULL);
-}
-
-static void lb_busy(lb *b, const char *path) {
-  sqlite3 *other = NULL;
-  sqlite3_stmt *reading = NULL;
-  if (lb_sql_int(b, "SELECT journal_mode = 'wal' FROM pragma_journal_mode",
-                 NULL, 0) == 1)
-    return; /* in WAL mode readers never block a commit */
-  lb_sql_check(b, sqlite3_open(path, &other), "open");
-  lb_sql_check(b,
-               sqlite3_prepare_v2(other, "SELECT id FROM scores", -1, &reading,
-                                  NULL),
-               "select");
-  int step = sqlite3_step(reading); /* holds a SHARED lock until reset */
-  long rb_before = b->store.rollbacks;
-  lb_counts before = lb_count_all(b);
-  int rc = tally_db_transact(b->db, lb_insert_one, NULL);
-  int hook = tally_db_hook_error(b->db);
-  bool open_after = !sqlite3_get_autocommit(b->sql);
-  sqlite3_finalize(reading);
-  sqlite3_close(other);
-  lb_counts after = lb_count_all(b);
-  lb_validate(b);
-  bool ok = step == SQLITE_ROW && rc == TALLY_EHOOK && hook == SQLITE_BUSY &&
-            !open_after && b->store.rollbacks == rb_before + 1 &&
-            lb_counts_equal(before, after);
-  printf("  1 insert while another connection reads: COMMIT is SQLITE_BUSY\n");
-  lb_print_counts("    before", before);
-  lb_print_counts("  after", after);
-  printf("\n    -> %s, \"%s\", the store ran ROLLBACK: %s\n",
-         tally_errname(rc), sqlite3_errstr(hook),
-         ok ? "nothing left behind" : "NOT ROLLED BACK");
-  if (!ok)
-    b->disagreements++;
-}
-
-/* ---- verify ------------------------------------------------------------- */
+/* ---- verify ----------------------------------------------------------------- */
 
 static void lb_verify(lb *b) {
-  tally_table *all[] = {b->by_score, b->by_game_score, b->per_game};
-  uint64_t diffs = 0, rows = 0;
-  for (size_t i = 0; i < 3; i++) {
-    tally_verify_report rep;
-    lb_check(tally_table_verify(all[i], &b->store.store, "scores", NULL, NULL,
-                                &rep),
-             "verify");
-    diffs += rep.missing + rep.extra + rep.wrong;
-    rows = rep.rows;
+  printf("\ntally_sqlite_verify (every aggregate against a full scan of "
+         "scores):\n");
+  for (int i = 0; i < LB_NAGGS; i++) {
+    tally_verify_report r;
+    bool stale = false;
+    char n1[32], n2[32];
+    lb_tcheck(b, tally_sqlite_verify(b->ts, lb_names[i], &r, &stale),
+              "tally_sqlite_verify");
+    uint64_t diffs = r.missing + r.extra + r.wrong;
+    if (diffs != 0 || stale)
+      b->disagreements++;
+    printf("  %-14s %s rows, %s items: %" PRIu64 " missing, %" PRIu64
+           " extra, %" PRIu64 " wrong%s -> %" PRIu64 " differences\n",
+           lb_names[i], lb_int((int64_t)r.rows, n1),
+           lb_int((int64_t)r.items, n2), r.missing, r.extra, r.wrong,
+           stale ? " (capture triggers STALE)" : "", diffs);
   }
-  printf("tally_table_verify, 3 aggregates against %" PRIu64
-         " SQLite rows: %" PRIu64 " differences\n",
-         rows, diffs);
-  if (diffs != 0)
-    b->disagreements++;
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+static void lb_usage(FILE *f) {
+  fprintf(f,
+          "usage: leaderboard_sqlite [--rows N] [--help] [database-file]\n"
+          "\n"
+          "A game leaderboard in a SQLite file whose aggregates tally keeps\n"
+          "in step with the table, durably and across processes; every\n"
+          "answer is checked against SQL (exit status 1 if one differs).\n"
+          "\n"
+          "  --rows N   results to add (default %d)\n"
+          "  --help     this text\n"
+          "  database-file   kept after the run (a second run restores the\n"
+          "                  aggregates from its checkpoint and adds N rows);\n"
+          "                  default: a new temporary file, removed at exit\n",
+          LB_DEFAULT_ROWS);
+}
+
+static bool lb_parse_rows(const char *s, int64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < 1 || v > 1000000000LL)
+    return false;
+  *out = v;
+  return true;
 }
 
 int main(int argc, char **argv) {
-  const char *path = argc > 1 ? argv[1] : ":memory:";
-  lb *b = calloc(1, sizeof *b);
-  if (b == NULL)
-    return 1;
-  printf("tally leaderboard over SQLite %s (%s)\n", sqlite3_libversion(),
-         path);
-  lb_open(b, path);
-  lb_write(b);
-  lb_totals(b);
-  lb_rank(b);
-  lb_percentiles(b);
-  lb_pages(b);
-  lb_per_game(b);
-  lb_atomicity(b, 0);
-  lb_atomicity(b, 1);
-  if (strcmp(path, ":memory:") != 0)
-    lb_busy(b, path);
-  lb_verify(b);
-  if (b->store.rows_out != 0) {
-    printf("store: %ld rows never released\n", b->store.rows_out);
-    b->disagreements++;
+  int64_t rows = LB_DEFAULT_ROWS;
+  const char *path = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      lb_usage(stdout);
+      return 0;
+    } else if (strcmp(a, "--rows") == 0 && i + 1 < argc) {
+      if (!lb_parse_rows(argv[++i], &rows)) {
+        fprintf(stderr, "leaderboard_sqlite: --rows wants a number from 1 "
+                        "to 1000000000\n");
+        lb_usage(stderr);
+        return 2;
+      }
+    } else if (strncmp(a, "--rows=", 7) == 0) {
+      if (!lb_parse_rows(a + 7, &rows)) {
+        fprintf(stderr, "leaderboard_sqlite: --rows wants a number from 1 "
+                        "to 1000000000\n");
+        lb_usage(stderr);
+        return 2;
+      }
+    } else if (a[0] == '-' && strcmp(a, "-") != 0) {
+      fprintf(stderr, "leaderboard_sqlite: unknown option %s\n", a);
+      lb_usage(stderr);
+      return 2;
+    } else if (path == NULL) {
+      path = a;
+    } else {
+      fprintf(stderr, "leaderboard_sqlite: one database file only\n");
+      lb_usage(stderr);
+      return 2;
+    }
   }
-  int bad = b->disagreements;
-  lb_close(b);
-  free(b);
-  if (bad != 0) {
-    printf("FAILED: %d checks disagree with SQLite\n", bad);
+
+  /* The plain-SQL writer first: before this process touches SQLite. */
+  lb_writer writer;
+  lb_writer_start(&writer);
+
+  if (path == NULL) {
+    const char *dir = getenv("TMPDIR");
+    snprintf(lb_tmp_path, sizeof lb_tmp_path,
+             "%s/tally-leaderboard-XXXXXX", dir != NULL && *dir ? dir : "/tmp");
+    int fd = mkstemp(lb_tmp_path);
+    if (fd < 0)
+      lb_die("mkstemp %s: %s", lb_tmp_path, strerror(errno));
+    close(fd);
+    atexit(lb_remove_tmp);
+    path = lb_tmp_path;
+  }
+
+  lb b;
+  memset(&b, 0, sizeof b);
+  b.path = path;
+  b.tty = isatty(STDOUT_FILENO) != 0;
+  if (tally_page_new(NULL, &b.page) != TALLY_OK)
+    lb_die("tally_page_new failed");
+  printf("leaderboard_sqlite: tally %s, SQLite %s; database %s%s\n",
+         tally_version(), sqlite3_libversion(), path,
+         lb_tmp_path[0] != '\0' ? " (temporary; name a file to keep it)" : "");
+
+  lb_open_info info;
+  lb_open(&b, &info);
+  lb_print_open(&b, &info, true);
+  lb_load(&b, rows);
+  lb_durability(&b);
+  lb_report(&b);
+  lb_foreign_change(&b, &writer);
+  lb_failing_transaction(&b);
+  lb_verify(&b);
+
+  /* No checkpoint here: the changes made since the one after the load
+   * stay in the log, and the next run on this file replays them after
+   * loading that checkpoint. */
+  lb_close(&b);
+  tally_page_free(b.page);
+  lb_writer_stop(&writer);
+
+  if (b.disagreements != 0) {
+    printf("\n%d check(s) FAILED: tally and SQLite disagree\n",
+           b.disagreements);
     return 1;
   }
-  printf("every answer agrees with SQLite\n");
+  printf("\nevery answer agreed with SQL; 0 differences\n");
   return 0;
 }
