@@ -46,30 +46,7 @@
 #include <string.h>
 
 #include "agg_int.h"
-#include "btree_int.h"
 #include "page_int.h"
-
-/* One named namespace: a copy of its bytes and its tree. */
-typedef struct agg_ns {
-  tally__tree *tree;     /* never NULL, never empty (invariant 2) */
-  uint64_t born;         /* txn serial the tree was created in; 0 outside */
-  size_t len;            /* namespace length in bytes */
-  unsigned char bytes[]; /* namespace bytes (encoded key) */
-} agg_ns;
-
-struct tally_agg {
-  tally__ctx cx;      /* allocator, undo log, node size */
-  tally__tree *none;  /* "no namespace" tree; NULL when it holds nothing */
-  agg_ns **map;       /* named namespaces, sorted (invariant 1) */
-  size_t n;           /* entries used */
-  size_t cap;         /* entries allocated; never shrinks (invariant 3) */
-  bool in_txn;        /* a transaction is open */
-  uint64_t version;   /* bumped by writes and rollbacks (invariant 5) */
-  uint64_t txn;       /* serial of the open (or last) transaction */
-  uint64_t none_born; /* txn serial none was created in; 0 outside */
-  int *doom;          /* the first failure of the tally_db transaction this
-                         one belongs to (shared), or NULL (invariant 6) */
-};
 
 struct tally_cursor {
   const tally_agg *agg; /* aggregate walked; must outlive the cursor */
@@ -1634,6 +1611,12 @@ int tally_agg_validate(const tally_agg *agg, char *msg, size_t msglen) {
     if (msg != NULL && msglen > 0)
       snprintf(msg, msglen,
                "aggregate: invariant 4: undo records outside a transaction");
+    return TALLY_ECORRUPT;
+  }
+  if (!agg->in_txn && agg->doom != NULL) {
+    if (msg != NULL && msglen > 0)
+      snprintf(msg, msglen,
+               "aggregate: invariant 6: doomed outside a transaction");
     return TALLY_ECORRUPT;
   }
   if (agg->none != NULL) {
