@@ -682,6 +682,10 @@ int tally_db_validate(const tally_db *db, char *msg, size_t msglen) {
     for (size_t j = i + 1; j < db->n_aggs; j++)
       if (db->aggs[i].agg == db->aggs[j].agg)
         bad = "invariant 5: aggregate listed twice";
+  /* the lists first: the count below walks them */
+  for (size_t i = 0; bad == NULL && i < db->n_tables; i++)
+    if (db->tables[i].n == 0 || db->tables[i].n > db->tables[i].cap)
+      bad = "invariant 7: table with a bad trigger list";
   for (size_t i = 0; bad == NULL && i < db->n_aggs; i++) {
     size_t regs = 0;
     for (size_t k = 0; k < db->n_tables; k++)
@@ -694,9 +698,7 @@ int tally_db_validate(const tally_db *db, char *msg, size_t msglen) {
         (regs == 0 && !db->aggs[i].enlisted))
       bad = "invariant 6: aggregate registration count";
   }
-  for (size_t i = 0; bad == NULL && i < db->n_tables; i++)
-    if (db->tables[i].n == 0 || db->tables[i].n > db->tables[i].cap)
-      bad = "invariant 7: table with a bad trigger list";
+
   if (bad != NULL) {
     if (msg != NULL && msglen > 0)
       snprintf(msg, msglen, "tally_db: %s", bad);
