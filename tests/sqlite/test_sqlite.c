@@ -601,6 +601,24 @@ static void test_bypass_detected(void **state) {
   assert_int_equal(tt_differences(&a), 0);
   assert_int_equal(tally_sqlite_refresh(b.ts), TALLY_OK);
   assert_int_equal(tt_differences(&b), 0);
+  /* a connection with triggers switched off changes no schema: only
+   * verify finds its writes, and rebuild repairs them */
+  int on = 1;
+  assert_int_equal(sqlite3_db_config(rogue, SQLITE_DBCONFIG_ENABLE_TRIGGER,
+                                     0, &on),
+                   SQLITE_OK);
+  assert_int_equal(on, 0);
+  tt_exec(rogue, "INSERT INTO scores(player, score) VALUES ('quiet', 1)");
+  assert_int_equal(tally_sqlite_refresh(a.ts), TALLY_OK);
+  tally_verify_report q;
+  assert_int_equal(tally_sqlite_verify(a.ts, "by_player", &q, &stale),
+                   TALLY_OK);
+  assert_false(stale);
+  assert_int_equal(q.missing, 1);
+  assert_int_equal(tally_sqlite_rebuild(a.ts, "by_player"), TALLY_OK);
+  assert_int_equal(tt_differences(&a), 0);
+  assert_int_equal(tally_sqlite_refresh(b.ts), TALLY_OK);
+  assert_int_equal(tt_differences(&b), 0);
   assert_int_equal(sqlite3_close(rogue), SQLITE_OK);
   tt_env_close(&a);
   tt_env_close(&b);
