@@ -269,7 +269,7 @@ TALLY_API sqlite3 *tally_sqlite_db(const tally_sqlite *ts);
  * tally_sqlite_errcode / _errmsg - SQLite result code (extended) and
  * message of the handle's last TALLY_EDB failure, or of the last
  * TALLY_ESTALE / TALLY_ECORRUPT diagnosis (code SQLITE_ERROR then);
- * 0 and "" if none. The message is owned by the handle. O(1).
+ * 0 and "" if none. The handle keeps the message. O(1).
  */
 TALLY_API int tally_sqlite_errcode(const tally_sqlite *ts);
 TALLY_API const char *tally_sqlite_errmsg(const tally_sqlite *ts);
@@ -485,7 +485,7 @@ TALLY_API int tally_sqlite_get_stats(const tally_sqlite *ts,
 /* ------------------------------------------------------------------------ */
 
 /*
- * tally_sqlite_store - a tally_store (owned by the handle, valid until
+ * tally_sqlite_store - a tally_store (kept by the handle, valid until
  * tally_sqlite_close) for tally_db_new, serving every ordinary table of
  * the connection:
  *  - begin / commit / rollback: tally_sqlite_begin / _commit / _rollback;

@@ -142,6 +142,8 @@ static int agg_cmp(const void *a, size_t alen, const void *b, size_t blen) {
 
 static bool agg_same_sum(double a, double b) {
   /* bit-exact: 0.0 and -0.0 are different sums to store */
+  /* sums are never NaN, so comparing the bytes is exact and safe */
+  /* NOLINTNEXTLINE(bugprone-suspicious-memory-comparison) */
   return memcmp(&a, &b, sizeof a) == 0;
 }
 
@@ -207,6 +209,7 @@ static void agg_taint(tally_agg *agg, const tally_bytes *ns) {
 
 static void agg_map_put(tally_agg *agg, size_t at, agg_ns *e) {
   TALLY_ASSERT(agg->n < agg->cap && at <= agg->n);
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression): map is an array of pointers */
   memmove(agg->map + at + 1, agg->map + at, (agg->n - at) * sizeof *agg->map);
   agg->map[at] = e;
   agg->n++;
@@ -215,6 +218,7 @@ static void agg_map_put(tally_agg *agg, size_t at, agg_ns *e) {
 static void agg_map_take(tally_agg *agg, size_t at) {
   TALLY_ASSERT(at < agg->n);
   memmove(agg->map + at, agg->map + at + 1,
+          /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers */
           (agg->n - at - 1) * sizeof *agg->map);
   agg->n--;
 }
@@ -298,6 +302,7 @@ static int agg_tree_for_write(tally_agg *agg, const tally_bytes *ns,
   /* Everything that can fail comes before the map changes. */
   if (agg->n == agg->cap) {
     size_t ncap = agg->cap ? agg->cap * 2 : 4;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     agg_ns **m = tally__realloc(&agg->cx.mem, agg->map, ncap * sizeof *m);
     if (m == NULL)
       return TALLY_ENOMEM;
@@ -1113,11 +1118,10 @@ int tally_agg_random(const tally_agg *agg, const tally_bytes *ns,
   agg_span(t, &lo, &hi, &first, &n);
   if (n == 0)
     return TALLY_ENOTFOUND;
-  /* u * n can round up to n for u just below 1 */
+  /* u * n can round up to n for u just below 1; below n, f converts to
+   * at most n - 1 */
   f = floor(u * (double)n);
   idx = f >= (double)n ? n - 1 : (uint64_t)f;
-  if (idx >= n)
-    idx = n - 1;
   return tally__tree_at(t, first + idx, out);
 }
 

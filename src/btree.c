@@ -43,6 +43,8 @@
  * entries (moving half the difference), so that the next deletes do not
  * come straight back; inner nodes rotate one entry.
  */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -54,13 +56,30 @@
 #define BT_PREFETCH(p) ((void)(p))
 #endif
 
+/*
+ * Ask for the lines of bytes [from, to) of the block at base. The
+ * addresses are integers, not pointers: the span may reach past the end of
+ * the block (a leaf's inline heap is asked for blindly, see BT_HEAP_AHEAD,
+ * and the last step of 64 overshoots), and forming a pointer beyond one
+ * past the end of an object is undefined behaviour in C even if it is
+ * never dereferenced; an optimiser may assume it never happens. A
+ * prefetch of any address is harmless.
+ */
+static void bt_prefetch_span(const void *base, size_t from, size_t to) {
+  uintptr_t a = (uintptr_t)base + from, end = (uintptr_t)base + to;
+  for (; a < end; a += 64)
+    BT_PREFETCH((const void *)a);
+}
+
+/* Offset of pfx[] in a node's block, and of what follows it (nd_wire). */
+#define BT_PFX_AT offsetof(tally__node, pfx)
+#define BT_ARR_AT(cap, k) (BT_PFX_AT + (size_t)(k) * (cap) * sizeof(uint64_t))
+
 /* Ask for the lines a search of nd reads (header and pfx[]) before the
  * header itself arrives: cap is known without touching the node, so the
  * misses overlap instead of following each other. */
 static void nd_prefetch_search(const tally__node *nd, unsigned cap) {
-  const char *p = (const char *)nd, *end = (const char *)(nd->pfx + cap);
-  for (; p < end; p += 64)
-    BT_PREFETCH(p);
+  bt_prefetch_span(nd, 0, BT_ARR_AT(cap, 1));
 }
 
 /* Bytes of a leaf's inline heap to ask for before knowing which entry a
@@ -74,11 +93,9 @@ static void nd_prefetch_search(const tally__node *nd, unsigned cap) {
  * items their level above the leaves no longer fits in L2, and asking
  * for header and pfx[] alone measured 40% slower. */
 static void nd_prefetch_whole(const tally__node *nd, unsigned cap, int leaf) {
-  const char *p = (const char *)nd;
-  const char *end =
-      p + tally__node_size(cap, leaf) + (leaf ? BT_HEAP_AHEAD(cap) : 0);
-  for (; p < end; p += 64)
-    BT_PREFETCH(p);
+  bt_prefetch_span(nd, 0,
+                   tally__node_size(cap, leaf) +
+                       (leaf ? BT_HEAP_AHEAD(cap) : 0));
 }
 /* The same for an inner node a rank is about to read: its header, pfx[],
  * cnt[] and kid[] lines (nd_wire's layout; sum[] is skipped). */
@@ -93,12 +110,11 @@ static void nd_prefetch_inner(const tally__node *nd, unsigned cap) {
 /* The same for a leaf, adding its off[] lines (nd_wire's layout), which a
  * tie on the prefix needs to find the entry's bytes. */
 static void nd_prefetch_leaf(const tally__node *nd, unsigned cap) {
-  const char *p = (const char *)(nd->pfx + 2 * (size_t)cap);
-  const char *end =
-      p + ((size_t)cap + 1) * sizeof(uint32_t) + BT_HEAP_AHEAD(cap);
+  size_t o = BT_ARR_AT(cap, 2); /* off[] of a leaf */
   nd_prefetch_search(nd, cap);
-  for (; p < end; p += 64)
-    BT_PREFETCH(p);
+  bt_prefetch_span(nd, o,
+                   o + ((size_t)cap + 1) * sizeof(uint32_t) +
+                       BT_HEAP_AHEAD(cap));
 }
 
 
@@ -313,9 +329,7 @@ typedef struct bt_path {
 
 /* A separate heap is only known once the header is in: ask for it then. */
 static void nd_prefetch_heap(const tally__node *nd) {
-  const char *p = (const char *)nd->heap, *end = p + nd->off[nd->n];
-  for (; p < end; p += 64)
-    BT_PREFETCH(p);
+  bt_prefetch_span(nd->heap, 0, nd->off[nd->n]);
 }
 
 /* Descend to the leaf holding the edge (a position probe, POS_AFTER);
@@ -991,7 +1005,10 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
   bt_probe pl, ph;
   uint64_t cn;
   double s;
-  unsigned a, b;
+  /* Set on every path that reads them; the initialisers only spare gcc's
+   * -Wmaybe-uninitialized at -O1/-O2, which cannot see that the loop below
+   * leaves through its break (a and b set) whenever nd is not a leaf. */
+  unsigned a = 0, b = 0;
   *count = 0;
   *sum = 0.0;
   if (nd == NULL)
@@ -1083,16 +1100,15 @@ static const tally__node *bt_select(const tally__tree *t, uint64_t rank,
       for (j = 0; j < cap; j += 8)
         BT_PREFETCH(p + j);
     } else {
-      const char *o = (const char *)(nd->pfx + 2 * (size_t)cap); /* off */
-      const char *hp = o + ((size_t)cap + 1) * sizeof(uint32_t);
-      size_t j;
+      const uint32_t *o = (const uint32_t *)(const void *)(nd->pfx +
+                                                           2 * (size_t)cap);
+      size_t hp = BT_ARR_AT(cap, 2) + ((size_t)cap + 1) * sizeof(uint32_t);
       BT_PREFETCH(nd);
       BT_PREFETCH(nd->pfx + rank);
       BT_PREFETCH(nd->pfx + cap + rank); /* sum[rank] (nd_wire) */
-      BT_PREFETCH(o + rank * sizeof(uint32_t));
+      BT_PREFETCH(o + rank);             /* off[rank] */
       /* the inline heap, blindly: see BT_HEAP_AHEAD */
-      for (j = 0; j < BT_HEAP_AHEAD(cap); j += 64)
-        BT_PREFETCH(hp + j);
+      bt_prefetch_span(nd, hp, hp + BT_HEAP_AHEAD(cap));
     }
   }
   if (it != NULL) {

@@ -485,11 +485,14 @@ static int tbl_scan_row(tally_bytes id, const void *row, void *ctx) {
   else
     rc = tbl_extract(s->t, s->table, id, row, true, &x, &s->hook);
   /* The aggregate would refuse these too, but only at flush time, after
-   * the records' lengths were narrowed. */
+   * the records' lengths were narrowed. x is read only when tbl_extract
+   * filled it (rc == TALLY_OK), which cppcheck does not follow. */
+  /* cppcheck-suppress uninitvar */
   if (rc == TALLY_OK && (x.key.len > TALLY_KEY_MAX ||
                          (x.ns != NULL && x.ns->len > TALLY_KEY_MAX)))
     rc = TALLY_EBADKEY;
   if (rc == TALLY_OK) {
+    /* cppcheck-suppress uninitStructMember ; filled when rc == TALLY_OK */
     h.sum = x.sum;
     h.has_ns = x.ns != NULL;
     h.ns_len = (uint16_t)(x.ns != NULL ? x.ns->len : 0);
@@ -741,7 +744,7 @@ static int tbl_reseek(tbl_walk *w, tally_cursor *ac, tally_rel rel,
 /* Merge the items of one namespace; fix "actual" on the way if asked. */
 static int tbl_walk_ns(tbl_walk *w, const tally_bytes *ns) {
   tally_cursor *ec = NULL, *ac = NULL;
-  bool have_e, have_a;
+  bool have_e = false, have_a = false;
   int rc;
 
   rc = tally_cursor_open(w->exp, ns, &ec);

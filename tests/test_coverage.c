@@ -493,6 +493,251 @@ static void test_key_edges(void **state) {
   assert_int_equal(tally_key_to_int((tally_bytes){two, sizeof two}, &v),
                    TALLY_EBADKEY);
   assert_int_equal(v, 77);
+  /* negative integers and the extremes read back */
+  int64_t ints[] = {-1, -77, INT64_MIN, INT64_MIN + 1, INT64_MAX, 0};
+  for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+    assert_int_equal(tally_key_to_int(tally_key_of_int(ints[i], two), &v),
+                     TALLY_OK);
+    assert_true(v == ints[i]);
+  }
+  tally_keyreader r;
+  tally_elem e;
+  tally_key_reader(&r, tally_key_of_int(1, two));
+  assert_int_equal(tally_key_next(NULL, &e), TALLY_EINVAL);
+  assert_int_equal(tally_key_next(&r, NULL), TALLY_EINVAL);
+}
+
+
+/* Loads and inserts of long and short keys, in small nodes (many levels,
+ * heaps that grow and move out of line): a failing allocation at every
+ * point gives ENOMEM with nothing changed. */
+static void make_key(int i, bool long_keys, unsigned char *buf,
+                     tally_bytes *out) {
+  if (!long_keys) {
+    *out = tally_key_of_int(i, buf);
+    return;
+  }
+  char s[400];
+  int len = 20 + (i * 37) % 300;
+  snprintf(s, sizeof s, "%06d", i);
+  memset(s + 6, 'k', (size_t)len - 6);
+  s[len] = '\0';
+  *out = tally_key_of_str(s, buf, TALLY_KEY_MAX);
+}
+
+static void test_oom_load_insert(void **state) {
+  (void)state;
+  long failures = 0;
+  for (int long_keys = 0; long_keys < 2; long_keys++)
+    for (unsigned node = 4; node <= 16; node += 12) {
+      const int n = long_keys ? 300 : 700;
+      tu_alloc al;
+      tally_agg_options o;
+      tally_agg *agg;
+      unsigned char nb[8];
+      tally_bytes ns = tally_key_of_str("L", nb, sizeof nb);
+      tally_entry *e = malloc((size_t)n * sizeof *e);
+      unsigned char(*kb)[TALLY_KEY_MAX] = malloc((size_t)n * sizeof *kb);
+      unsigned char(*ib)[8] = malloc((size_t)n * sizeof *ib);
+      assert_true(e != NULL && kb != NULL && ib != NULL);
+      for (int i = 0; i < n; i++) {
+        make_key(i, long_keys, kb[i], &e[i].key);
+        e[i].id = idv(i, ib[i]);
+        e[i].sum = (double)i;
+      }
+      tu_alloc_init(&al);
+      memset(&o, 0, sizeof o);
+      o.alloc = &al.hooks;
+      o.node_size = node;
+      assert_int_equal(tally_agg_new(&o, &agg), TALLY_OK);
+      long base = al.live_blocks;
+      int rc = TALLY_ENOMEM;
+      for (long k = 1; rc == TALLY_ENOMEM; k++) {
+        tu_alloc_fail_at(&al, k, false);
+        rc = tally_agg_load(agg, &ns, e, (size_t)n);
+        tu_alloc_fail_at(&al, 0, false);
+        if (rc == TALLY_ENOMEM) {
+          failures++;
+          /* only capacity may be kept (the namespace map, the undo
+           * log), the same whatever the attempt: no block per attempt */
+          if (al.live_blocks > base + 2)
+            fprintf(stderr, "k=%ld: %ld blocks, %ld before\n", k,
+                    al.live_blocks, base);
+          assert_true(al.live_blocks <= base + 2);
+          assert_int_equal(tally_agg_namespace_count(agg), 0);
+          check_agg(agg);
+        }
+      }
+      assert_int_equal(rc, TALLY_OK);
+      check_agg(agg);
+      /* inserts between the loaded items (ids n..): splits, heap growth */
+      tm_buf before = {NULL, 0, 0}, now = {NULL, 0, 0};
+      for (int i = 0; i < n; i += 3) {
+        unsigned char idb[8];
+        before.n = 0;
+        assert_int_equal(tm_dump(agg, &before), TALLY_OK);
+        rc = TALLY_ENOMEM;
+        for (long k = 1; rc == TALLY_ENOMEM; k++) {
+          tu_alloc_fail_at(&al, k, false);
+          rc = tally_agg_insert(agg, &ns, e[i].key, idv(n + i, idb), 1.0);
+          tu_alloc_fail_at(&al, 0, false);
+          if (rc == TALLY_ENOMEM) {
+            failures++;
+            now.n = 0;
+            assert_int_equal(tm_dump(agg, &now), TALLY_OK);
+            assert_int_equal(now.n, before.n);
+            assert_memory_equal(now.p, before.p, now.n);
+          }
+        }
+        assert_int_equal(rc, TALLY_OK);
+      }
+      check_agg(agg);
+      /* deletes of every other loaded item: merges and borrows that move
+       * entries between nodes */
+      for (int i = 0; i < n; i += 2) {
+        unsigned char idb[8];
+        before.n = 0;
+        assert_int_equal(tm_dump(agg, &before), TALLY_OK);
+        rc = TALLY_ENOMEM;
+        for (long k = 1; rc == TALLY_ENOMEM; k++) {
+          tu_alloc_fail_at(&al, k, false);
+          rc = tally_agg_delete(agg, &ns, e[i].key, idv(i, idb));
+          tu_alloc_fail_at(&al, 0, false);
+          if (rc == TALLY_ENOMEM) {
+            failures++;
+            now.n = 0;
+            assert_int_equal(tm_dump(agg, &now), TALLY_OK);
+            assert_int_equal(now.n, before.n);
+            assert_memory_equal(now.p, before.p, now.n);
+          }
+        }
+        assert_int_equal(rc, TALLY_OK);
+      }
+      check_agg(agg);
+      tm_buf_free(&before);
+      tm_buf_free(&now);
+      tally_agg_free(agg);
+      assert_int_equal(al.live_blocks, 0);
+      free(e);
+      free(kb);
+      free(ib);
+    }
+  assert_true(failures > 0);
+}
+
+/* The db: creating it, registering, enlisting and the queue of a
+ * transaction, each failing at every allocation. */
+static int trig_count(tally_txn *txn, const tally_change *c, void *u) {
+  (void)txn;
+  (void)c;
+  (*(long *)u)++;
+  return 0;
+}
+
+static int fn_many(tally_txn *txn, void *u) {
+  (void)u;
+  for (int i = 0; i < 40; i++) {
+    mt_row row = mt_row_make("u", i, 1.0);
+    int rc = tally_txn_insert(txn, "scores", &row, NULL, NULL);
+    if (rc != TALLY_OK)
+      return rc == TALLY_ENOMEM ? 0 : 1;
+  }
+  return 0;
+}
+
+static void test_oom_db(void **state) {
+  (void)state;
+  memtable mt;
+  tu_alloc al;
+  tally_db_options o;
+  long fired = 0, failures = 0;
+  mt_init(&mt, TABLES);
+  tu_alloc_init(&al);
+  memset(&o, 0, sizeof o);
+  o.store = &mt.store;
+  o.alloc = &al.hooks;
+  tally_table *t = score_table(NULL);
+  tally_agg *extra;
+  assert_int_equal(tally_agg_new(NULL, &extra), TALLY_OK);
+  for (int step = 0; step < 5; step++) {
+    int rc = TALLY_ENOMEM;
+    for (long k = 1; rc == TALLY_ENOMEM; k++) {
+      tally_db *db = NULL;
+      tu_alloc_fail_at(&al, step == 0 ? k : 0, false);
+      rc = tally_db_new(&o, &db);
+      if (rc == TALLY_OK) {
+        /* the earlier steps succeed, step `step` fails at k */
+        const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+        for (int s2 = 1; s2 <= 4 && rc == TALLY_OK; s2++) {
+          tu_alloc_fail_at(&al, s2 == step ? k : 0, false);
+          switch (s2) {
+          case 1:
+            for (int i = 0; i < 8 && rc == TALLY_OK; i++)
+              rc = tally_db_register(db, names[i], trig_count, &fired);
+            break;
+          case 2:
+            rc = tally_db_register_table(db, "scores", t, false);
+            break;
+          case 3:
+            rc = tally_db_enlist(db, extra);
+            break;
+          default:
+            rc = tally_db_transact(db, fn_many, NULL);
+            break;
+          }
+        }
+        tu_alloc_fail_at(&al, 0, false);
+        char msg[128];
+        assert_int_equal(tally_db_validate(db, msg, sizeof msg), TALLY_OK);
+        tally_db_free(db);
+      }
+      tu_alloc_fail_at(&al, 0, false);
+      if (rc == TALLY_ENOMEM)
+        failures++;
+      else
+        assert_int_equal(rc, TALLY_OK);
+      assert_int_equal(al.live_blocks, 0);
+      assert_int_equal(mt.outstanding, 0);
+      assert_true(k < 10000);
+    }
+    /* the rows of a successful transaction stay: clear for the next step */
+    tally_agg_clear_all(tally_table_agg(t));
+    mt_free(&mt);
+    mt_init(&mt, TABLES);
+    o.store = &mt.store;
+  }
+  assert_true(failures > 0);
+  tally_table_free(t);
+  tally_agg_free(extra);
+  mt_free(&mt);
+}
+
+/* Every one- and two-byte string as a key: decoded, validated and
+ * formatted without reading out of bounds; the verdicts agree. */
+static void test_short_bytes(void **state) {
+  (void)state;
+  unsigned char b[2];
+  char out[32];
+  for (int len = 1; len <= 2; len++)
+    for (int x = 0; x < (len == 1 ? 256 : 65536); x++) {
+      b[0] = (unsigned char)(x & 0xff);
+      b[1] = (unsigned char)(x >> 8);
+      tally_bytes k = {b, (size_t)len};
+      int v = tally_key_validate(k);
+      assert_true(v == TALLY_OK || v == TALLY_EBADKEY);
+      assert_int_equal(tally_key_format(k, out, sizeof out, NULL), v);
+      tally_keyreader r;
+      tally_elem e;
+      int rc;
+      tally_key_reader(&r, k);
+      while ((rc = tally_key_next(&r, &e)) == TALLY_OK)
+        ;
+      assert_int_equal(rc == TALLY_ENOTFOUND ? TALLY_OK : rc, v);
+    }
+  unsigned char z[1] = {0};
+  int64_t iv = 77;
+  assert_int_equal(tally_key_to_int((tally_bytes){z, 0}, &iv), TALLY_EBADKEY);
+  assert_int_equal(iv, 77);
 }
 
 int main(void) {
@@ -504,6 +749,9 @@ int main(void) {
       cmocka_unit_test(test_scan_bad_rows),
       cmocka_unit_test(test_txn_edges),
       cmocka_unit_test(test_key_edges),
+      cmocka_unit_test(test_oom_load_insert),
+      cmocka_unit_test(test_oom_db),
+      cmocka_unit_test(test_short_bytes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,7 +92,7 @@ int tsq_put_ident(const tsq_mem *m, tsq_buf *b, const char *id) {
   return rc;
 }
 
-/* Finish b as a C string owned by the caller (b is reset). */
+/* Finish b as a C string that the caller then frees (b is reset). */
 static char *buf_take(const tsq_mem *m, tsq_buf *b) {
   if (tsq_buf_put(m, b, "", 1) != TALLY_OK) {
     tsq_buf_free(m, b);
