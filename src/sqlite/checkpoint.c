@@ -329,7 +329,8 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
     if (rc == TALLY_OK)
       rc = tally_agg_clear_all(agg);
     if (rc == TALLY_OK)
-      rc = ckpt_parse(ts, agg, b.p, b.p + b.len, &got);
+      /* an empty stream has no buffer: no offset from NULL */
+      rc = ckpt_parse(ts, agg, b.p, b.len > 0 ? b.p + b.len : b.p, &got);
     if (rc == TALLY_OK && got != items)
       rc = TALLY_ECORRUPT;
     if (rc == TALLY_ECORRUPT) {
