@@ -285,32 +285,35 @@ static int trig_locate(const tally_db *db, const char *table,
   return TALLY_ENOTFOUND;
 }
 
-int tally_db_unregister(tally_db *db, const char *table, tally_trigger_fn fn,
-                        void *udata) {
-  if (db == NULL || table == NULL || fn == NULL)
+/* The one worker behind the two unregister calls: fn's entry, or t's
+ * when fn is NULL. */
+static int trig_unregister(tally_db *db, const char *table,
+                           tally_trigger_fn fn, void *udata,
+                           const tally_table *t) {
+  if (db == NULL || table == NULL || (fn == NULL && t == NULL))
     return TALLY_EINVAL;
   if (db->txn.active)
     return TALLY_EBADTXN;
   trig_table *tab;
   size_t i;
-  int rc = trig_locate(db, table, fn, udata, NULL, &tab, &i);
+  int rc = trig_locate(db, table, fn, udata, t, &tab, &i);
   if (rc == TALLY_OK)
     trig_remove_entry(db, tab, i);
   return rc;
 }
 
+int tally_db_unregister(tally_db *db, const char *table, tally_trigger_fn fn,
+                        void *udata) {
+  if (fn == NULL)
+    return TALLY_EINVAL;
+  return trig_unregister(db, table, fn, udata, NULL);
+}
+
 int tally_db_unregister_table(tally_db *db, const char *table,
                               tally_table *t) {
-  if (db == NULL || table == NULL || t == NULL)
+  if (t == NULL)
     return TALLY_EINVAL;
-  if (db->txn.active)
-    return TALLY_EBADTXN;
-  trig_table *tab;
-  size_t i;
-  int rc = trig_locate(db, table, NULL, NULL, t, &tab, &i);
-  if (rc == TALLY_OK)
-    trig_remove_entry(db, tab, i);
-  return rc;
+  return trig_unregister(db, table, NULL, NULL, t);
 }
 
 int tally_db_set_table_mode(tally_db *db, const char *table, tally_table *t,
