@@ -1034,6 +1034,24 @@ int tally_agg_sum(const tally_agg *agg, const tally_bytes *ns,
   return tally_agg_count_sum(agg, ns, bounds, &c, sum);
 }
 
+/* The rank of the admitted item at offset (tally_agg_at's meaning) in
+ * the admitted run [first, first + n); false when out of range. */
+static bool agg_offset_rank(uint64_t first, uint64_t n, int64_t offset,
+                            uint64_t *idx) {
+  if (offset >= 0) {
+    if ((uint64_t)offset >= n)
+      return false;
+    *idx = first + (uint64_t)offset;
+  } else {
+    /* -(offset + 1) cannot overflow, even for INT64_MIN */
+    uint64_t back = (uint64_t)(-(offset + 1));
+    if (back >= n)
+      return false;
+    *idx = first + (n - 1 - back);
+  }
+  return true;
+}
+
 /* The admitted item at offset; notfound_rc when it is out of range. */
 static int agg_at(const tally_agg *agg, const tally_bytes *ns,
                   const tally_bounds *bounds, int64_t offset,
@@ -1049,17 +1067,8 @@ static int agg_at(const tally_agg *agg, const tally_bytes *ns,
   if (rc != TALLY_OK)
     return rc;
   agg_span(t, &lo, &hi, &first, &n);
-  if (offset >= 0) {
-    if ((uint64_t)offset >= n)
-      return notfound_rc;
-    idx = first + (uint64_t)offset;
-  } else {
-    /* -(offset + 1) cannot overflow, even for INT64_MIN */
-    uint64_t back = (uint64_t)(-(offset + 1));
-    if (back >= n)
-      return notfound_rc;
-    idx = first + (n - 1 - back);
-  }
+  if (!agg_offset_rank(first, n, offset, &idx))
+    return notfound_rc;
   return tally__tree_at(t, idx, out);
 }
 
@@ -1344,33 +1353,89 @@ size_t tally_agg_namespace_count(const tally_agg *agg) {
   return agg->n + (agg->none != NULL ? 1u : 0u);
 }
 
-/* --- batch reads: the single calls in a loop ------------------------------ */
+/* --- batch reads: interleaved descents ------------------------------------ */
+
+/* Queries resolved per round of agg_batch (the size of its stack arrays);
+ * the tree interleaves them in groups of its own. */
+#define AGG_CHUNK 64
 
 typedef enum { AGG_BATCH_COUNT, AGG_BATCH_SUM, AGG_BATCH_AT } agg_batch_kind;
 
-/* One loop for the three batch reads: out is an array of the kind's result
- * type; the first failing query ends the call. */
+/*
+ * The three batch reads. Each chunk of queries is checked and resolved in
+ * order (namespace, bounds into edges) exactly as the single calls do,
+ * then the tree answers the chunk with interleaved descents
+ * (tally__tree_*_batch), which give what the single reads give. The call
+ * returns the code of the first failing query, as a loop of single calls
+ * stopping there would; outputs are then unspecified (tally.h), so nothing
+ * past the first bad query of a chunk is computed.
+ */
 static int agg_batch(const tally_agg *agg, const tally_query *q, size_t n,
                      agg_batch_kind kind, void *out) {
-  size_t i;
-  int rc = TALLY_OK;
+  const tally__tree *tr[2 * AGG_CHUNK];
+  tally__edge ed[2 * AGG_CHUNK]; /* lo edges at i, hi edges at AGG_CHUNK + i */
+  uint64_t cnt[AGG_CHUNK], rk[2 * AGG_CHUNK];
+  double sm[AGG_CHUNK];
+  size_t qi[AGG_CHUNK]; /* query (in the chunk) of each resolved tree */
+  size_t base, g, i, m;
+  int stop = TALLY_OK;
+
   if (agg == NULL || (n > 0 && (q == NULL || out == NULL)))
     return TALLY_EINVAL;
-  for (i = 0; i < n && rc == TALLY_OK; i++) {
-    switch (kind) {
-    case AGG_BATCH_COUNT:
-      rc = tally_agg_count(agg, q[i].ns, q[i].bounds, (uint64_t *)out + i);
-      break;
-    case AGG_BATCH_SUM:
-      rc = tally_agg_sum(agg, q[i].ns, q[i].bounds, (double *)out + i);
-      break;
-    case AGG_BATCH_AT:
-      rc = tally_agg_at(agg, q[i].ns, q[i].bounds, q[i].offset,
-                        (tally_item *)out + i);
-      break;
+  for (base = 0; base < n; base += g) {
+    g = n - base < AGG_CHUNK ? n - base : AGG_CHUNK;
+    m = 0;
+    for (i = 0; i < g; i++) {
+      tally__tree *t;
+      stop = agg_read(agg, q[base + i].ns, q[base + i].bounds, &t, &ed[m],
+                      &ed[AGG_CHUNK + m]);
+      if (stop != TALLY_OK)
+        break;
+      if (t == NULL) {
+        /* No such namespace: nothing admitted. */
+        if (kind == AGG_BATCH_AT) {
+          stop = TALLY_ERANGE;
+          break;
+        }
+        if (kind == AGG_BATCH_COUNT)
+          ((uint64_t *)out)[base + i] = 0;
+        else
+          ((double *)out)[base + i] = 0.0;
+        continue;
+      }
+      tr[m] = tr[AGG_CHUNK + m] = t;
+      qi[m++] = i;
     }
+    if (kind != AGG_BATCH_AT) {
+      if (stop != TALLY_OK)
+        return stop;
+      tally__tree_range_batch(tr, ed, ed + AGG_CHUNK, m, cnt, sm);
+      for (i = 0; i < m; i++) {
+        if (kind == AGG_BATCH_COUNT)
+          ((uint64_t *)out)[base + qi[i]] = cnt[i];
+        else
+          ((double *)out)[base + qi[i]] = sm[i];
+      }
+      continue;
+    }
+    /* at: here every resolved query has a tree, so qi[i] == i. Ranks of
+     * both edges of each (agg_span), then an offset out of range before
+     * the first bad query fails first. */
+    if (m < AGG_CHUNK) {
+      memmove(&ed[m], &ed[AGG_CHUNK], m * sizeof ed[0]);
+      memmove(&tr[m], &tr[AGG_CHUNK], m * sizeof tr[0]);
+    }
+    tally__tree_rank_batch(tr, ed, 2 * m, rk);
+    for (i = 0; i < m; i++) {
+      uint64_t a = rk[i], b = rk[m + i];
+      if (!agg_offset_rank(a, b > a ? b - a : 0, q[base + i].offset, &rk[i]))
+        return TALLY_ERANGE;
+    }
+    if (stop != TALLY_OK)
+      return stop;
+    tally__tree_at_batch(tr, rk, m, (tally_item *)out + base);
   }
-  return rc;
+  return TALLY_OK;
 }
 
 int tally_agg_count_batch(const tally_agg *agg, const tally_query *q,

@@ -997,119 +997,170 @@ uint64_t tally__tree_rank(const tally__tree *t, const tally__edge *e) {
   return r + bt_search(nd, 0, &pr);
 }
 
+/*
+ * A range read in flight: the state between two steps of one level each,
+ * so that tally__tree_range and tally__tree_range_batch run the very same
+ * steps (and the same floating-point additions in the same order).
+ */
+typedef struct bt_range_q {
+  const tally__node *x, *y; /* shared part: x == y, the node holding both */
+  bt_probe pl, ph;
+  uint64_t cn; /* items found so far */
+  double s;    /* and their sum */
+  unsigned depth, height, cap;
+  int split; /* the edges are in different children (x != y) */
+  int done;
+} bt_range_q;
+
+/* Start a range read over t (not empty). */
+static void bt_range_start(bt_range_q *q, const tally__tree *t,
+                           const tally__edge *lo, const tally__edge *hi) {
+  q->x = q->y = t->root;
+  bt_probe_init(&q->pl, lo);
+  bt_probe_init(&q->ph, hi);
+  q->cn = 0;
+  q->s = 0.0;
+  q->depth = 0;
+  q->height = t->height;
+  q->cap = t->cap;
+  q->split = 0;
+  q->done = 0;
+}
+
+/* One level of a range read: reads only q's current node(s), which the
+ * step before asked for, and asks for the next level's. */
+static void bt_range_step(bt_range_q *q) {
+  const tally__node *x = q->x, *y = q->y;
+  unsigned a, b;
+  if (!q->split) {
+    /* Shared part: both edges in the same child. */
+    if (x->leaf) {
+      a = bt_search(x, 0, &q->pl);
+      b = bt_search(x, 0, &q->ph);
+      if (a < b) {
+        q->cn = b - a;
+        q->s = tally__total(x->sum + a, b - a);
+      }
+      q->done = 1;
+      return;
+    }
+    a = bt_child(x, &q->pl);
+    b = bt_child(x, &q->ph);
+    if (a > b) {
+      q->done = 1;
+      return;
+    }
+    if (a == b) {
+      q->x = q->y = x->kid[a];
+      nd_prefetch_whole(q->x, q->cap, ++q->depth + 1 == q->height);
+      return;
+    }
+    /* The edges part here: whole children strictly between them, then the
+     * tail of the lo side (x) and the head of the hi side (y), walked down
+     * in step so that the two paths' misses overlap. */
+    q->cn = tally__cnt_sum(x->cnt + a + 1, b - a - 1);
+    q->s = tally__total(x->sum + a + 1, b - a - 1);
+    q->x = x->kid[a];
+    q->y = x->kid[b];
+    q->split = 1;
+  } else if (!x->leaf) {
+    a = bt_child(x, &q->pl) + 1;
+    b = bt_child(y, &q->ph);
+    q->cn += tally__cnt_sum(x->cnt + a, x->n - a) + tally__cnt_sum(y->cnt, b);
+    q->s += tally__total(x->sum + a, x->n - a) + tally__total(y->sum, b);
+    q->x = x->kid[a - 1];
+    q->y = y->kid[b];
+  } else {
+    a = bt_search(x, 0, &q->pl);
+    b = bt_search(y, 0, &q->ph);
+    q->cn += (x->n - a) + b;
+    q->s += tally__total(x->sum + a, x->n - a) + tally__total(y->sum, b);
+    q->done = 1;
+    return;
+  }
+  q->depth++;
+  nd_prefetch_whole(q->x, q->cap, q->depth + 1 == q->height);
+  nd_prefetch_whole(q->y, q->cap, q->depth + 1 == q->height);
+}
+
 void tally__tree_range(const tally__tree *t, const tally__edge *lo,
                        const tally__edge *hi, uint64_t *count,
                        double *sum) {
-  const tally__node *nd = t->root, *x, *y;
-  unsigned depth = 0; /* of nd, then of x and y */
-  bt_probe pl, ph;
-  uint64_t cn;
-  double s;
-  /* Set on every path that reads them; the initialisers only spare gcc's
-   * -Wmaybe-uninitialized at -O1/-O2, which cannot see that the loop below
-   * leaves through its break (a and b set) whenever nd is not a leaf. */
-  unsigned a = 0, b = 0;
+  bt_range_q q;
   *count = 0;
   *sum = 0.0;
-  if (nd == NULL)
+  if (t->root == NULL)
     return;
-  bt_probe_init(&pl, lo);
-  bt_probe_init(&ph, hi);
-  /* Shared part: both edges in the same child. */
-  while (!nd->leaf) {
-    a = bt_child(nd, &pl);
-    b = bt_child(nd, &ph);
-    if (a > b)
-      return;
-    if (a != b)
+  bt_range_start(&q, t, lo, hi);
+  do
+    bt_range_step(&q);
+  while (!q.done);
+  *count = q.cn;
+  *sum = q.s;
+}
+
+/* Child of inner node nd holding the item of rank *rank below nd; *rank
+ * becomes its rank below that child. */
+static unsigned bt_select_child(const tally__node *nd, uint64_t *rank) {
+  const uint64_t *cn = nd->cnt;
+  uint64_t r = *rank;
+  unsigned i = 0, n = nd->n;
+  /* Four children at a time first: fewer branches to mispredict. */
+  while (i + 4 <= n) {
+    uint64_t s4 = (cn[i] + cn[i + 1]) + (cn[i + 2] + cn[i + 3]);
+    if (r < s4)
       break;
-    nd = nd->kid[a];
-    nd_prefetch_whole(nd, t->cap, ++depth + 1 == t->height);
+    r -= s4;
+    i += 4;
   }
-  if (nd->leaf) {
-    a = bt_search(nd, 0, &pl);
-    b = bt_search(nd, 0, &ph);
-    if (a < b) {
-      *count = b - a;
-      *sum = tally__total(nd->sum + a, b - a);
-    }
-    return;
+  while (r >= cn[i]) {
+    r -= cn[i];
+    i++;
   }
-  /* The edges part here: whole children strictly between them, then the
-   * tail of the lo side (x) and the head of the hi side (y), walked down in
-   * step so that the two paths' misses overlap. */
-  cn = tally__cnt_sum(nd->cnt + a + 1, b - a - 1);
-  s = tally__total(nd->sum + a + 1, b - a - 1);
-  x = nd->kid[a];
-  y = nd->kid[b];
-  depth++;
-  nd_prefetch_whole(x, t->cap, depth + 1 == t->height);
-  nd_prefetch_whole(y, t->cap, depth + 1 == t->height);
-  while (!x->leaf) {
-    a = bt_child(x, &pl) + 1;
-    b = bt_child(y, &ph);
-    cn += tally__cnt_sum(x->cnt + a, x->n - a) + tally__cnt_sum(y->cnt, b);
-    s += tally__total(x->sum + a, x->n - a) + tally__total(y->sum, b);
-    x = x->kid[a - 1];
-    y = y->kid[b];
-    depth++;
-    nd_prefetch_whole(x, t->cap, depth + 1 == t->height);
-    nd_prefetch_whole(y, t->cap, depth + 1 == t->height);
+  *rank = r;
+  return i;
+}
+
+/* Ask for what a select reads of nd next: an inner node's header and
+ * counts, or, for a leaf, the header and the lines holding slot rank's
+ * pfx, sum and offset, and blindly the inline heap. */
+static void bt_select_prefetch(const tally__node *nd, unsigned cap, int leaf,
+                               uint64_t rank) {
+  if (!leaf) {
+    const uint64_t *p = nd->pfx + 2 * (size_t)cap; /* cnt[] (nd_wire) */
+    unsigned j;
+    BT_PREFETCH(nd);
+    for (j = 0; j < cap; j += 8)
+      BT_PREFETCH(p + j);
+  } else {
+    const uint32_t *o =
+        (const uint32_t *)(const void *)(nd->pfx + 2 * (size_t)cap);
+    size_t hp = BT_ARR_AT(cap, 2) + ((size_t)cap + 1) * sizeof(uint32_t);
+    BT_PREFETCH(nd);
+    BT_PREFETCH(nd->pfx + rank);
+    BT_PREFETCH(nd->pfx + cap + rank); /* sum[rank] (nd_wire) */
+    BT_PREFETCH(o + rank);             /* off[rank] */
+    /* the inline heap, blindly: see BT_HEAP_AHEAD */
+    bt_prefetch_span(nd, hp, hp + BT_HEAP_AHEAD(cap));
   }
-  a = bt_search(x, 0, &pl);
-  b = bt_search(y, 0, &ph);
-  cn += (x->n - a) + b;
-  s += tally__total(x->sum + a, x->n - a) + tally__total(y->sum, b);
-  *count = cn;
-  *sum = s;
 }
 
 /* Leaf and slot of the item of this rank (rank < count), with the path.
- * Every child is asked for before it is read: an inner child's header and
- * counts, or, for the leaf, the header and the lines holding the slot's
- * pfx, sum and offset. Only the heap line then follows on its own. */
+ * Every child is asked for before it is read, so only the heap line then
+ * follows on its own. */
 static const tally__node *bt_select(const tally__tree *t, uint64_t rank,
                                     unsigned *slot, tally__iter *it) {
   const tally__node *nd = t->root;
   unsigned l = 0, cap = t->cap, h = t->height;
   while (l + 1 < h) {
-    const uint64_t *cn = nd->cnt;
-    unsigned i = 0, n = nd->n;
-    /* Four children at a time first: fewer branches to mispredict. */
-    while (i + 4 <= n) {
-      uint64_t s4 = (cn[i] + cn[i + 1]) + (cn[i + 2] + cn[i + 3]);
-      if (rank < s4)
-        break;
-      rank -= s4;
-      i += 4;
-    }
-    while (rank >= cn[i]) {
-      rank -= cn[i];
-      i++;
-    }
+    unsigned i = bt_select_child(nd, &rank);
     if (it != NULL) {
       it->path[l].node = nd;
       it->path[l].idx = i;
     }
     l++;
     nd = nd->kid[i];
-    if (l + 1 < h) {
-      const uint64_t *p = nd->pfx + 2 * (size_t)cap; /* cnt[] (nd_wire) */
-      unsigned j;
-      BT_PREFETCH(nd);
-      for (j = 0; j < cap; j += 8)
-        BT_PREFETCH(p + j);
-    } else {
-      const uint32_t *o = (const uint32_t *)(const void *)(nd->pfx +
-                                                           2 * (size_t)cap);
-      size_t hp = BT_ARR_AT(cap, 2) + ((size_t)cap + 1) * sizeof(uint32_t);
-      BT_PREFETCH(nd);
-      BT_PREFETCH(nd->pfx + rank);
-      BT_PREFETCH(nd->pfx + cap + rank); /* sum[rank] (nd_wire) */
-      BT_PREFETCH(o + rank);             /* off[rank] */
-      /* the inline heap, blindly: see BT_HEAP_AHEAD */
-      bt_prefetch_span(nd, hp, hp + BT_HEAP_AHEAD(cap));
-    }
+    bt_select_prefetch(nd, cap, l + 1 == h, rank);
   }
   if (it != NULL) {
     it->path[l].node = nd;
@@ -1128,6 +1179,162 @@ int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out) {
   nd = bt_select(t, rank, &slot, NULL);
   tally__entry_out(nd, slot, out);
   return TALLY_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Batched reads                                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A batch answers each query exactly as the single read would: the same
+ * steps in the same order for that query (rank: bt_child and the count
+ * sums; range: bt_range_step; at: bt_select_child), so the same result,
+ * sums included, bit for bit. Only the order across queries changes: up
+ * to BT_GROUP queries descend together, one level per round.
+ *
+ * Invariant of a round: a query's step reads only the node(s) its previous
+ * step (or the start) asked for with a prefetch, and ends by asking for its
+ * next node(s). So between asking for a node and reading it, every other
+ * live query of the group takes its step: up to BT_GROUP misses are in
+ * flight at once, instead of one after the other down a single path. The
+ * trees are only read, so the queries do not affect each other.
+ */
+#define BT_GROUP 16
+
+void tally__tree_rank_batch(const tally__tree *const *t, const tally__edge *e,
+                            size_t n, uint64_t *out) {
+  struct {
+    const tally__node *nd; /* NULL: answered */
+    bt_probe pr;
+    uint64_t r;
+    unsigned left; /* levels below nd */
+    unsigned cap;
+  } q[BT_GROUP];
+  size_t base, g, i;
+  for (base = 0; base < n; base += g) {
+    int live = 0;
+    g = n - base < BT_GROUP ? n - base : BT_GROUP;
+    for (i = 0; i < g; i++) {
+      const tally__tree *ti = t[base + i];
+      const tally__edge *ei = &e[base + i];
+      q[i].nd = NULL;
+      /* The ends need no descent (as in tally__tree_rank). */
+      if (ti->root == NULL || ei->kind == TALLY__EDGE_MIN) {
+        out[base + i] = 0;
+        continue;
+      }
+      if (ei->kind == TALLY__EDGE_MAX) {
+        out[base + i] = ti->count;
+        continue;
+      }
+      bt_probe_init(&q[i].pr, ei);
+      q[i].nd = ti->root;
+      q[i].r = 0;
+      q[i].left = ti->height - 1;
+      q[i].cap = ti->cap;
+      if (q[i].left > 0)
+        nd_prefetch_inner(q[i].nd, q[i].cap);
+      else
+        nd_prefetch_leaf(q[i].nd, q[i].cap);
+      live = 1;
+    }
+    while (live) {
+      live = 0;
+      for (i = 0; i < g; i++) {
+        const tally__node *nd = q[i].nd;
+        unsigned c;
+        if (nd == NULL)
+          continue;
+        if (q[i].left == 0) {
+          out[base + i] = q[i].r + bt_search(nd, 0, &q[i].pr);
+          q[i].nd = NULL;
+          continue;
+        }
+        c = bt_child(nd, &q[i].pr);
+        q[i].r += tally__cnt_sum(nd->cnt, c);
+        q[i].nd = nd = nd->kid[c];
+        if (--q[i].left > 0)
+          nd_prefetch_inner(nd, q[i].cap);
+        else
+          nd_prefetch_leaf(nd, q[i].cap);
+        live = 1;
+      }
+    }
+  }
+}
+
+void tally__tree_range_batch(const tally__tree *const *t,
+                             const tally__edge *lo, const tally__edge *hi,
+                             size_t n, uint64_t *count, double *sum) {
+  bt_range_q q[BT_GROUP];
+  size_t base, g, i;
+  for (base = 0; base < n; base += g) {
+    int live = 0;
+    g = n - base < BT_GROUP ? n - base : BT_GROUP;
+    for (i = 0; i < g; i++) {
+      const tally__tree *ti = t[base + i];
+      q[i].done = 1;
+      q[i].cn = 0;
+      q[i].s = 0.0;
+      if (ti->root == NULL)
+        continue;
+      bt_range_start(&q[i], ti, &lo[base + i], &hi[base + i]);
+      nd_prefetch_whole(ti->root, ti->cap, ti->height == 1);
+      live = 1;
+    }
+    while (live) {
+      live = 0;
+      for (i = 0; i < g; i++)
+        if (!q[i].done) {
+          bt_range_step(&q[i]);
+          live |= !q[i].done;
+        }
+    }
+    for (i = 0; i < g; i++) {
+      count[base + i] = q[i].cn;
+      sum[base + i] = q[i].s;
+    }
+  }
+}
+
+void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
+                          size_t n, tally_item *out) {
+  struct {
+    const tally__node *nd; /* NULL: answered */
+    uint64_t r;            /* rank below nd */
+    unsigned left;         /* levels below nd */
+    unsigned cap;
+  } q[BT_GROUP];
+  size_t base, g, i;
+  for (base = 0; base < n; base += g) {
+    int live = 1;
+    g = n - base < BT_GROUP ? n - base : BT_GROUP;
+    for (i = 0; i < g; i++) {
+      const tally__tree *ti = t[base + i];
+      q[i].nd = ti->root;
+      q[i].r = rank[base + i];
+      q[i].left = ti->height - 1;
+      q[i].cap = ti->cap;
+      bt_select_prefetch(q[i].nd, q[i].cap, q[i].left == 0, q[i].r);
+    }
+    while (live) {
+      live = 0;
+      for (i = 0; i < g; i++) {
+        const tally__node *nd = q[i].nd;
+        if (nd == NULL)
+          continue;
+        if (q[i].left == 0) {
+          tally__entry_out(nd, (unsigned)q[i].r, &out[base + i]);
+          q[i].nd = NULL;
+          continue;
+        }
+        nd = nd->kid[bt_select_child(nd, &q[i].r)];
+        q[i].nd = nd;
+        bt_select_prefetch(nd, q[i].cap, --q[i].left == 0, q[i].r);
+        live = 1;
+      }
+    }
+  }
 }
 
 size_t tally__tree_bytes(const tally__tree *t) {

@@ -123,6 +123,25 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
 /* Copy the item of this rank; TALLY_ERANGE if rank >= count. */
 int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out);
 
+/*
+ * Batched reads: query i reads tree t[i] (not NULL; it may be empty) and
+ * gets exactly what the single read gives, bit for bit. Up to 16 queries
+ * descend together, one level per round, each asking for its next node
+ * before any is read, so their cache misses overlap (btree.c, Batched
+ * reads). The trees may differ and be of any height.
+ */
+/* out[i] = tally__tree_rank(t[i], &e[i]). */
+void tally__tree_rank_batch(const tally__tree *const *t, const tally__edge *e,
+                            size_t n, uint64_t *out);
+/* tally__tree_range(t[i], &lo[i], &hi[i], &count[i], &sum[i]). */
+void tally__tree_range_batch(const tally__tree *const *t,
+                             const tally__edge *lo, const tally__edge *hi,
+                             size_t n, uint64_t *count, double *sum);
+/* tally__tree_at(t[i], rank[i], &out[i]); every rank[i] < its tree's
+ * count (the caller checked). */
+void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
+                          size_t n, tally_item *out);
+
 /* Check invariants 1-7 of btree.c; TALLY_ECORRUPT with a message naming
  * the invariant. */
 int tally__tree_validate(const tally__tree *t, unsigned node_size, char *msg,
