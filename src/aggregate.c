@@ -1406,26 +1406,33 @@ static int agg_batch(const tally_agg *agg, const tally_query *q, size_t n,
       tr[m] = tr[AGG_CHUNK + m] = t;
       qi[m++] = i;
     }
-    if (kind != AGG_BATCH_AT) {
+    if (kind == AGG_BATCH_SUM) {
       if (stop != TALLY_OK)
         return stop;
       tally__tree_range_batch(tr, ed, ed + AGG_CHUNK, m, cnt, sm);
-      for (i = 0; i < m; i++) {
-        if (kind == AGG_BATCH_COUNT)
-          ((uint64_t *)out)[base + qi[i]] = cnt[i];
-        else
-          ((double *)out)[base + qi[i]] = sm[i];
-      }
+      for (i = 0; i < m; i++)
+        ((double *)out)[base + qi[i]] = sm[i];
       continue;
     }
-    /* at: here every resolved query has a tree, so qi[i] == i. Ranks of
-     * both edges of each (agg_span), then an offset out of range before
-     * the first bad query fails first. */
+    /* count and at: the ranks of both edges of each query (agg_span), all
+     * in one batch. The count of a range is rank(hi) - rank(lo), or 0
+     * when inverted: the number tally__tree_range counts, found without
+     * reading sums. */
+    if (kind == AGG_BATCH_COUNT && stop != TALLY_OK)
+      return stop;
     if (m < AGG_CHUNK) {
       memmove(&ed[m], &ed[AGG_CHUNK], m * sizeof ed[0]);
       memmove(&tr[m], &tr[AGG_CHUNK], m * sizeof tr[0]);
     }
     tally__tree_rank_batch(tr, ed, 2 * m, rk);
+    if (kind == AGG_BATCH_COUNT) {
+      for (i = 0; i < m; i++)
+        ((uint64_t *)out)[base + qi[i]] =
+            rk[m + i] > rk[i] ? rk[m + i] - rk[i] : 0;
+      continue;
+    }
+    /* at: every resolved query has a tree, so qi[i] == i; an offset out
+     * of range before the first bad query fails first. */
     for (i = 0; i < m; i++) {
       uint64_t a = rk[i], b = rk[m + i];
       if (!agg_offset_rank(a, b > a ? b - a : 0, q[base + i].offset, &rk[i]))

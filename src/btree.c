@@ -196,18 +196,12 @@ static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
 /* First slot in [lo, n) whose entry is not before the edge (n if none).
  * Prefix counts settle every entry but the run of equal prefixes, which
  * is binary searched with full comparisons. */
-static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
-                             const bt_probe *pr, int *eq) {
-  unsigned n = nd->n, a = lo, b, len;
+/* First slot in [lo, n) whose prefix is not below p (n if none). */
+static unsigned bt_pfx_lower(const tally__node *nd, unsigned lo, uint64_t p) {
+  unsigned a = lo, len = nd->n - lo;
   const uint64_t *pf = nd->pfx;
-  uint64_t p = pr->p;
-  if (pr->kind == TALLY__EDGE_MIN)
-    return lo;
-  if (pr->kind == TALLY__EDGE_MAX)
-    return n;
-  /* Lower bound of p: the answer stays in [a, a + len]; the select below
-   * compiles to a conditional move, so the loop has no branch to miss. */
-  len = n - lo;
+  /* The answer stays in [a, a + len]; the select below compiles to a
+   * conditional move, so the loop has no branch to miss. */
   while (len > 1) {
     unsigned half = len / 2;
     a = pf[a + half - 1] < p ? a + half : a;
@@ -215,9 +209,27 @@ static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
   }
   if (len == 1)
     a += pf[a] < p;
-  /* Equal prefixes follow the smaller ones; usually there are none. */
-  for (b = a; b < n && pf[b] == p; b++)
+  return a;
+}
+
+/* End of the run of slots from a whose prefix equals p. */
+static unsigned bt_pfx_ties(const tally__node *nd, unsigned a, uint64_t p) {
+  unsigned b, n = nd->n;
+  for (b = a; b < n && nd->pfx[b] == p; b++)
     ;
+  return b;
+}
+
+static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
+                             const bt_probe *pr, int *eq) {
+  unsigned a, b;
+  if (pr->kind == TALLY__EDGE_MIN)
+    return lo;
+  if (pr->kind == TALLY__EDGE_MAX)
+    return nd->n;
+  a = bt_pfx_lower(nd, lo, pr->p);
+  /* Equal prefixes follow the smaller ones; usually there are none. */
+  b = bt_pfx_ties(nd, a, pr->p);
   while (a < b) {
     unsigned mid = a + (b - a) / 2;
     int before;
@@ -1123,9 +1135,9 @@ static unsigned bt_select_child(const tally__node *nd, uint64_t *rank) {
 
 /* Ask for what a select reads of nd next: an inner node's header and
  * counts, or, for a leaf, the header and the lines holding slot rank's
- * pfx, sum and offset, and blindly the inline heap. */
+ * pfx, sum and offset, and (blind) blindly the inline heap. */
 static void bt_select_prefetch(const tally__node *nd, unsigned cap, int leaf,
-                               uint64_t rank) {
+                               uint64_t rank, int blind) {
   if (!leaf) {
     const uint64_t *p = nd->pfx + 2 * (size_t)cap; /* cnt[] (nd_wire) */
     unsigned j;
@@ -1141,7 +1153,8 @@ static void bt_select_prefetch(const tally__node *nd, unsigned cap, int leaf,
     BT_PREFETCH(nd->pfx + cap + rank); /* sum[rank] (nd_wire) */
     BT_PREFETCH(o + rank);             /* off[rank] */
     /* the inline heap, blindly: see BT_HEAP_AHEAD */
-    bt_prefetch_span(nd, hp, hp + BT_HEAP_AHEAD(cap));
+    if (blind)
+      bt_prefetch_span(nd, hp, hp + BT_HEAP_AHEAD(cap));
   }
 }
 
@@ -1160,7 +1173,7 @@ static const tally__node *bt_select(const tally__tree *t, uint64_t rank,
     }
     l++;
     nd = nd->kid[i];
-    bt_select_prefetch(nd, cap, l + 1 == h, rank);
+    bt_select_prefetch(nd, cap, l + 1 == h, rank, 1);
   }
   if (it != NULL) {
     it->path[l].node = nd;
@@ -1201,15 +1214,70 @@ int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out) {
  */
 #define BT_GROUP 16
 
+/* A rank read in flight (tally__tree_rank's steps, split into rounds). */
+typedef struct bt_rank_q {
+  const tally__node *nd; /* NULL: answered */
+  bt_probe pr;
+  uint64_t r;     /* items before the edge left of nd */
+  unsigned left;  /* levels below nd */
+  unsigned cap;
+  unsigned a, b;  /* the slots of nd whose prefix ties with the probe's */
+  int phase;      /* 0: nd's lines were asked for; 1: its ties' off[]
+                     too; 2: their heap bytes too */
+} bt_rank_q;
+
+/* Ask for what a rank reads of a node before its ties: header and pfx[],
+ * and for an inner node cnt[] (nd_wire's layout: it follows sum[]); not
+ * kid[], of which one entry is read, nor a leaf's off[] and heap, which
+ * only ties read (bt_rank_round asks for those when it finds ties). */
+static void bt_rank_prefetch(const tally__node *nd, unsigned cap, int leaf) {
+  nd_prefetch_search(nd, cap);
+  if (!leaf)
+    bt_prefetch_span(nd, BT_ARR_AT(cap, 2), BT_ARR_AT(cap, 3));
+}
+
+/*
+ * One round of a rank read: reads only lines asked for in an earlier
+ * round, then asks for the next ones. Searching a node first finds the
+ * slots whose prefix ties with the probe's (usually none, but every one
+ * when the probe's key is stored): those are compared in full by
+ * bt_search_eq, which reads their off[] and heap bytes, so ties take two
+ * more rounds (off[], then the heap) instead of two misses in a row.
+ */
+static void bt_rank_round(bt_rank_q *q, uint64_t *out) {
+  const tally__node *nd = q->nd;
+  unsigned lo = q->left > 0 ? 1u : 0u, pos;
+  if (q->phase == 0) {
+    q->a = bt_pfx_lower(nd, lo, q->pr.p);
+    q->b = bt_pfx_ties(nd, q->a, q->pr.p);
+    if (q->a < q->b) {
+      bt_prefetch_span(nd->off, q->a * sizeof(uint32_t),
+                       (q->b + 1) * sizeof(uint32_t));
+      q->phase = 1;
+      return;
+    }
+    pos = q->a; /* what bt_search_eq returns when nothing ties */
+  } else if (q->phase == 1) {
+    bt_prefetch_span(nd->heap, nd->off[q->a], nd->off[q->b]);
+    q->phase = 2;
+    return;
+  } else {
+    pos = bt_search(nd, lo, &q->pr);
+  }
+  q->phase = 0;
+  if (q->left == 0) {
+    *out = q->r + pos;
+    q->nd = NULL;
+    return;
+  }
+  q->r += tally__cnt_sum(nd->cnt, pos - 1);
+  q->nd = nd = nd->kid[pos - 1];
+  bt_rank_prefetch(nd, q->cap, --q->left == 0);
+}
+
 void tally__tree_rank_batch(const tally__tree *const *t, const tally__edge *e,
                             size_t n, uint64_t *out) {
-  struct {
-    const tally__node *nd; /* NULL: answered */
-    bt_probe pr;
-    uint64_t r;
-    unsigned left; /* levels below nd */
-    unsigned cap;
-  } q[BT_GROUP];
+  bt_rank_q q[BT_GROUP];
   size_t base, g, i;
   for (base = 0; base < n; base += g) {
     int live = 0;
@@ -1232,33 +1300,17 @@ void tally__tree_rank_batch(const tally__tree *const *t, const tally__edge *e,
       q[i].r = 0;
       q[i].left = ti->height - 1;
       q[i].cap = ti->cap;
-      if (q[i].left > 0)
-        nd_prefetch_inner(q[i].nd, q[i].cap);
-      else
-        nd_prefetch_leaf(q[i].nd, q[i].cap);
+      q[i].phase = 0;
+      bt_rank_prefetch(q[i].nd, q[i].cap, q[i].left == 0);
       live = 1;
     }
     while (live) {
       live = 0;
-      for (i = 0; i < g; i++) {
-        const tally__node *nd = q[i].nd;
-        unsigned c;
-        if (nd == NULL)
-          continue;
-        if (q[i].left == 0) {
-          out[base + i] = q[i].r + bt_search(nd, 0, &q[i].pr);
-          q[i].nd = NULL;
-          continue;
+      for (i = 0; i < g; i++)
+        if (q[i].nd != NULL) {
+          bt_rank_round(&q[i], &out[base + i]);
+          live |= q[i].nd != NULL;
         }
-        c = bt_child(nd, &q[i].pr);
-        q[i].r += tally__cnt_sum(nd->cnt, c);
-        q[i].nd = nd = nd->kid[c];
-        if (--q[i].left > 0)
-          nd_prefetch_inner(nd, q[i].cap);
-        else
-          nd_prefetch_leaf(nd, q[i].cap);
-        live = 1;
-      }
     }
   }
 }
@@ -1304,6 +1356,7 @@ void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
     uint64_t r;            /* rank below nd */
     unsigned left;         /* levels below nd */
     unsigned cap;
+    int heap; /* at the leaf: the entry's heap bytes were asked for */
   } q[BT_GROUP];
   size_t base, g, i;
   for (base = 0; base < n; base += g) {
@@ -1315,7 +1368,8 @@ void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
       q[i].r = rank[base + i];
       q[i].left = ti->height - 1;
       q[i].cap = ti->cap;
-      bt_select_prefetch(q[i].nd, q[i].cap, q[i].left == 0, q[i].r);
+      q[i].heap = 0;
+      bt_select_prefetch(q[i].nd, q[i].cap, q[i].left == 0, q[i].r, 0);
     }
     while (live) {
       live = 0;
@@ -1323,15 +1377,24 @@ void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
         const tally__node *nd = q[i].nd;
         if (nd == NULL)
           continue;
+        live = 1;
         if (q[i].left == 0) {
-          tally__entry_out(nd, (unsigned)q[i].r, &out[base + i]);
+          /* The leaf: its off[] line came with it; the entry's bytes are
+           * asked for exactly (not the blind span of a single select),
+           * and read in the next round. */
+          unsigned j = (unsigned)q[i].r;
+          if (!q[i].heap) {
+            bt_prefetch_span(nd->heap, nd->off[j], nd->off[j + 1]);
+            q[i].heap = 1;
+            continue;
+          }
+          tally__entry_out(nd, j, &out[base + i]);
           q[i].nd = NULL;
           continue;
         }
         nd = nd->kid[bt_select_child(nd, &q[i].r)];
         q[i].nd = nd;
-        bt_select_prefetch(nd, q[i].cap, --q[i].left == 0, q[i].r);
-        live = 1;
+        bt_select_prefetch(nd, q[i].cap, --q[i].left == 0, q[i].r, 0);
       }
     }
   }

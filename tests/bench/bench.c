@@ -90,9 +90,13 @@ static uint64_t bn_next(bn_rng *r) {
 
 static uint64_t bn_below(bn_rng *r, uint64_t n) { return bn_next(r) % n; }
 
+/* --clock=cpu: the process's CPU time instead of the wall clock, which on
+ * a machine busier than its cores counts the time others ran. */
+static clockid_t bn_clock = CLOCK_MONOTONIC;
+
 static double bn_now_ns(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(bn_clock, &ts);
   return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
@@ -134,14 +138,19 @@ enum {
   OP_RANGE1,
   OP_RANGE50,
   OP_PAGE,
+  OP_FIND, /* the first item with key >= k (lower bound) */
   OP_TXN, /* tally's trigger wrapping: only tally_wrapped / tally_direct */
   OP_MEM, /* bytes per item after the build (not timed) */
   OP_PEAK, /* peak bytes per item during the build */
+  OP_BATCH, /* tally alone: batch reads against single calls */
+  OP_BUILD, /* tally alone: bottom-up build (tally_agg_load) */
   OP_COUNT
 };
 static const char *const bn_op_names[OP_COUNT] = {
-    "insert", "delete", "rank", "select", "range1", "range50",
-    "page",   "txn",    "bytes_per_item", "peak_bytes_per_item"};
+    "insert", "delete", "rank",           "select",
+    "range1", "range50", "page",          "find",
+    "txn",    "bytes_per_item", "peak_bytes_per_item", "batch",
+    "build"};
 
 #define BN_PAGE 100 /* items per page */
 
@@ -162,6 +171,8 @@ typedef struct bn_contender {
   void (*select)(void *self, uint64_t off, bench_item *out);
   void (*range)(void *self, int64_t lo, int64_t hi, uint64_t *n, double *s);
   uint64_t (*page)(void *self, uint64_t off, size_t len);
+  /* first item with key >= key: its (key, id) in *out, 0; -1 if none */
+  int (*find)(void *self, int64_t key, bench_item *out);
   size_t (*live_bytes)(void *self); /* bytes held now */
   size_t (*peak_bytes)(void *self); /* at most, since open */
   int (*validate)(void *self);      /* 0 = fine; NULL = nothing to check */
@@ -243,6 +254,15 @@ static uint64_t arr_page(void *self, uint64_t off, size_t len) {
   return h;
 }
 
+static int arr_find(void *self, int64_t key, bench_item *out) {
+  bn_array *t = self;
+  size_t i = arr_bound(t, key, 0);
+  if (i == t->n)
+    return -1;
+  *out = t->a[i];
+  return 0;
+}
+
 static size_t arr_bytes(void *self) {
   bn_array *t = self;
   return t->n ? bench_chunk_bytes(t->n * sizeof *t->a) +
@@ -253,7 +273,7 @@ static size_t arr_bytes(void *self) {
 static const bn_contender bn_array_contender = {
     "array",   arr_open,   arr_close,  arr_load,  NULL,      NULL,
     NULL,      arr_size,   arr_rank,   arr_select, arr_range, arr_page,
-    arr_bytes, arr_bytes,  NULL};
+    arr_find,  arr_bytes,  arr_bytes,  NULL};
 
 /* --- GNU pb_ds (bench_pbds.cpp) ------------------------------------------ */
 
@@ -306,15 +326,25 @@ static size_t pbd_peak(void *self) {
 static const bn_contender bn_pbds_contender = {
     "pbds",     pbd_open_plain, pbd_close,  NULL,      pbd_insert, pbd_remove,
     NULL,       pbd_size,       pbd_rank,   pbd_select, pbd_range,  pbd_page,
-    pbd_live,   pbd_peak,       NULL};
+    NULL,       pbd_live,       pbd_peak,   NULL};
 static const bn_contender bn_pbds_sum_contender = {
     "pbds_sum", pbd_open_sum, pbd_close,  NULL,      pbd_insert, pbd_remove,
     NULL,       pbd_size,     pbd_rank,   pbd_select, pbd_range,  pbd_page,
-    pbd_live,   pbd_peak,     NULL};
+    NULL,       pbd_live,     pbd_peak,   NULL};
 
 /* --- SQLite in memory ---------------------------------------------------- */
 
-enum { SQ_INS, SQ_DEL, SQ_COUNT, SQ_RANK, SQ_SEL, SQ_RANGE, SQ_PAGE, SQ_N };
+enum {
+  SQ_INS,
+  SQ_DEL,
+  SQ_COUNT,
+  SQ_RANK,
+  SQ_SEL,
+  SQ_RANGE,
+  SQ_PAGE,
+  SQ_FIND,
+  SQ_N
+};
 static const char *const sq_sql[SQ_N] = {
     "INSERT INTO t(id, score, val) VALUES (?1, ?2, ?3)",
     "DELETE FROM t WHERE id = ?1",
@@ -322,7 +352,9 @@ static const char *const sq_sql[SQ_N] = {
     "SELECT COUNT(*) FROM t WHERE score < ?1",
     "SELECT score, id, val FROM t ORDER BY score, id LIMIT 1 OFFSET ?1",
     "SELECT COUNT(*), SUM(val) FROM t WHERE score BETWEEN ?1 AND ?2",
-    "SELECT score, id, val FROM t ORDER BY score, id LIMIT ?2 OFFSET ?1"};
+    "SELECT score, id, val FROM t ORDER BY score, id LIMIT ?2 OFFSET ?1",
+    "SELECT score, id, val FROM t WHERE score >= ?1 ORDER BY score, id "
+    "LIMIT 1"};
 
 typedef struct bn_sqlite {
   sqlite3 *db;
@@ -468,6 +500,20 @@ static uint64_t sq_page(void *self, uint64_t off, size_t len) {
   return h;
 }
 
+static int sq_find(void *self, int64_t key, bench_item *out) {
+  bn_sqlite *t = self;
+  sqlite3_stmt *st = t->st[SQ_FIND];
+  int rc;
+  sqlite3_bind_int64(st, 1, key);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    sq_item(st, out);
+  else
+    sq_check(t, rc, "find");
+  sqlite3_reset(st);
+  return rc == SQLITE_ROW ? 0 : -1;
+}
+
 static size_t sq_live(void *self) {
   bn_sqlite *t = self;
   sqlite3_int64 used = sqlite3_memory_used() - t->base;
@@ -483,7 +529,7 @@ static size_t sq_peak(void *self) {
 static const bn_contender bn_sqlite_contender = {
     "sqlite", sq_open, sq_close,  NULL,     sq_insert, sq_remove,
     sq_batch, sq_size, sq_rank,   sq_select, sq_range, sq_page,
-    sq_live,  sq_peak, NULL};
+    sq_find,  sq_live, sq_peak,   NULL};
 
 /* --- tally --------------------------------------------------------------- */
 
@@ -688,6 +734,20 @@ static uint64_t ta_page(void *self, uint64_t off, size_t len) {
   return h;
 }
 
+/* The first item with key >= key: tally_agg_min over tally_bounds_ge. */
+static int ta_find(void *self, int64_t key, bench_item *out) {
+  bn_tally *t = self;
+  tally_keybuf kb;
+  tally_bounds b = tally_bounds_ge(ta_key(&kb, key));
+  int rc = tally_agg_min(t->agg, NULL, &b, &t->items[0]);
+  if (rc == TALLY_ENOTFOUND)
+    return -1;
+  if (rc != TALLY_OK)
+    bn_die("tally_agg_min: %s", tally_strerror(rc));
+  ta_decode(&t->items[0], out);
+  return 0;
+}
+
 static size_t ta_live(void *self) { return ((bn_tally *)self)->mem.live; }
 static size_t ta_peak(void *self) { return ((bn_tally *)self)->mem.peak; }
 
@@ -703,12 +763,73 @@ static int ta_validate(void *self) {
 static const bn_contender bn_tally_contender = {
     "tally",  ta_open, ta_close,  NULL,      ta_insert, ta_remove,
     NULL,     ta_size, ta_rank,   ta_select, ta_range,  ta_page,
-    ta_live,  ta_peak, ta_validate};
+    ta_find,  ta_live, ta_peak,   ta_validate};
 
-enum { C_TALLY, C_PBDS, C_PBDS_SUM, C_SQLITE, C_ARRAY, C_COUNT };
+/* --- Abseil btree_set (bench_absl.cpp), when CMake found Abseil -------- */
+
+#ifdef BENCH_HAVE_ABSL
+static void *ab_open(void) {
+  bench_absl *t = bench_absl_new();
+  if (t == NULL)
+    bn_die("absl: out of memory");
+  bench_absl_reset_peak();
+  return t;
+}
+static void ab_close(void *self) { bench_absl_free(self); }
+static int ab_insert(void *self, const bench_item *it) {
+  return bench_absl_insert(self, it);
+}
+static int ab_remove(void *self, const bench_item *it) {
+  return bench_absl_delete(self, it);
+}
+static uint64_t ab_size(void *self) { return bench_absl_size(self); }
+static int ab_find(void *self, int64_t key, bench_item *out) {
+  out->val = 0;
+  return bench_absl_find(self, key, &out->key, &out->id);
+}
+static size_t ab_live(void *self) {
+  (void)self;
+  return bench_absl_live_bytes();
+}
+static size_t ab_peak(void *self) {
+  (void)self;
+  return bench_absl_peak_bytes();
+}
+/* No counts: no rank, select, range or page (NULL rows are skipped). */
+static const bn_contender bn_absl_contender = {
+    "absl", ab_open, ab_close, NULL,    ab_insert, ab_remove,
+    NULL,   ab_size, NULL,     NULL,    NULL,      NULL,
+    ab_find, ab_live, ab_peak, NULL};
+#else
+/* Not built: open == NULL marks it unavailable. */
+static const bn_contender bn_absl_contender = {
+    "absl", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL,   NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+#endif
+
+enum { C_TALLY, C_PBDS, C_PBDS_SUM, C_SQLITE, C_ARRAY, C_ABSL, C_COUNT };
 static const bn_contender *const bn_contenders[C_COUNT] = {
-    &bn_tally_contender, &bn_pbds_contender, &bn_pbds_sum_contender,
-    &bn_sqlite_contender, &bn_array_contender};
+    &bn_tally_contender,  &bn_pbds_contender,  &bn_pbds_sum_contender,
+    &bn_sqlite_contender, &bn_array_contender, &bn_absl_contender};
+
+/* Whether contender c answers read op (rows it cannot run stay "-"). */
+static int bn_has_op(const bn_contender *c, int op) {
+  switch (op) {
+  case OP_RANK:
+    return c->rank != NULL;
+  case OP_SELECT:
+    return c->select != NULL;
+  case OP_RANGE1:
+  case OP_RANGE50:
+    return c->range != NULL;
+  case OP_PAGE:
+    return c->page != NULL;
+  case OP_FIND:
+    return c->find != NULL;
+  default:
+    return 1;
+  }
+}
 
 /* Whether op costs O(n) or O(range) on contender c: then only the first
  * `cap` queries run (invariant 2). */
@@ -762,6 +883,11 @@ static uint64_t bn_answer(const bn_contender *c, void *self, const bn_work *w,
     return bn_range_answer(n, s);
   case OP_PAGE:
     return c->page(self, w->page_off[i], BN_PAGE);
+  case OP_FIND:
+    /* (key, id) only: absl keeps no vals */
+    if (c->find(self, w->rank_key[i], &it) != 0)
+      return 0;
+    return bn_mix((uint64_t)it.key ^ bn_mix((uint64_t)it.id)) | 1;
   default:
     bn_die("op %d is not a read", op);
   }
@@ -820,7 +946,7 @@ static void bn_work_make(bn_work *w, size_t n, size_t q) {
   /* reference answers from the sorted array (invariant 2) */
   memset(&ref, 0, sizeof ref);
   arr_load(&ref, w->sorted, n);
-  for (k = OP_RANK; k <= OP_PAGE; k++) {
+  for (k = OP_RANK; k <= OP_FIND; k++) {
     w->expect[k] = bn_xmalloc(q * sizeof *w->expect[k]);
     for (i = 0; i < q; i++)
       w->expect[k][i] = bn_answer(&bn_array_contender, &ref, w, (int)k, i);
@@ -898,17 +1024,21 @@ static void bn_usage(void) {
   puts("usage: tally_bench [--n=LIST] [--reps=R] [--big] [--smoke]\n"
        "                   [--csv=PATH] [--only=OPS] [--contenders=LIST]\n"
        "                   [--queries=Q] [--cap=K] [--validate]\n"
+       "                   [--clock=wall|cpu]\n"
        "       tally_bench --callgrind-op=OP [--n=N] [--callgrind-k=K]\n"
        "                   [--contender=NAME]\n"
        "  --n=LIST        sizes, e.g. 1e4,1e5,1e6 (the default)\n"
        "  --big           add 1e7\n"
        "  --reps=R        repetitions; each figure is the median (default 3)\n"
-       "  --only=OPS      insert,delete,rank,select,range1,range50,page,txn,\n"
-       "                  memory (default: all)\n"
-       "  --contenders=L  tally,pbds,pbds_sum,sqlite,array (default: all)\n"
+       "  --only=OPS      insert,delete,rank,select,range1,range50,page,find,\n"
+       "                  txn,memory,batch,build (default: all)\n"
+       "  --contenders=L  tally,pbds,pbds_sum,sqlite,array,absl (default: all\n"
+       "                  built; absl only when Abseil was found)\n"
        "  --queries=Q     queries per read op (default 100000)\n"
        "  --cap=K         queries for O(n) contenders (default 3e7/N,\n"
        "                  between 10 and Q)\n"
+       "  --clock=cpu     time by the process's CPU time (default: wall):\n"
+       "                  for a machine busier than its cores\n"
        "  --smoke         tiny sizes, 1 repetition, validate: for CTest\n"
        "  --csv=PATH      also write the figures as CSV");
 }
@@ -922,7 +1052,7 @@ static void bn_parse(bn_opts *o, int argc, char **argv) {
   for (k = 0; k < OP_COUNT; k++)
     o->only[k] = 1;
   for (k = 0; k < C_COUNT; k++)
-    o->use[k] = 1;
+    o->use[k] = bn_contenders[k]->open != NULL;
   for (i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = strchr(a, '=');
@@ -945,6 +1075,10 @@ static void bn_parse(bn_opts *o, int argc, char **argv) {
       big = 1;
     } else if (strcmp(a, "--smoke") == 0) {
       o->smoke = 1;
+    } else if (strcmp(a, "--clock=cpu") == 0) {
+      bn_clock = CLOCK_PROCESS_CPUTIME_ID;
+    } else if (strcmp(a, "--clock=wall") == 0) {
+      bn_clock = CLOCK_MONOTONIC;
     } else if (strcmp(a, "--validate") == 0) {
       o->validate = 1;
     } else if (strncmp(a, "--csv=", 6) == 0) {
@@ -967,6 +1101,9 @@ static void bn_parse(bn_opts *o, int argc, char **argv) {
         int idx = is_op ? bn_op_index(p, len) : bn_contender_index(p, len);
         if (idx < 0)
           bn_die("unknown name '%.*s' in %s", (int)len, p, a);
+        if (!is_op && bn_contenders[idx]->open == NULL)
+          bn_die("contender '%.*s' was not built (Abseil not found)",
+                 (int)len, p);
         set[idx] = 1;
         if (idx == OP_MEM && is_op)
           set[OP_PEAK] = 1;
@@ -1116,9 +1253,9 @@ static void bn_run_one(const bn_opts *o, const bn_work *w, int ci,
   }
 
   /* reads */
-  for (op = OP_RANK; op <= OP_PAGE; op++) {
+  for (op = OP_RANK; op <= OP_FIND; op++) {
     size_t cnt = bn_linear(ci, op) ? bn_cap(o, n) : w->q;
-    if (!o->only[op] || (op == OP_PAGE && n < BN_PAGE))
+    if (!o->only[op] || (op == OP_PAGE && n < BN_PAGE) || !bn_has_op(c, op))
       continue;
     t0 = bn_now_ns();
     for (i = 0; i < cnt; i++)
@@ -1241,6 +1378,349 @@ static void bn_print(const bn_opts *o, size_t n,
   }
 }
 
+/* ------------------------------------------------------------------------ */
+/* tally alone: batch reads against single calls, and the bottom-up build    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Batch rows: the range1 queries (count or sum over ~1% of the items) and
+ * the select offsets (at, no bounds) answered by single calls and by the
+ * batch calls at BN_B[0] and BN_B[1] queries per call, on one tree built by
+ * random inserts. Keys are encoded before the clock starts, for both, so
+ * the rows compare the read paths alone. Every batch answer must equal the
+ * single call's (sums as bytes), and the single answers the reference.
+ *
+ * Build rows: tally_agg_load from the sorted items (their keys and ids
+ * encoded beforehand), and from the items in insertion order (sort by
+ * (key, id), encode, load: what a caller with unsorted rows pays). Fill is
+ * entries / (nodes * node size), the nodes counted as the blocks the load
+ * allocates (less the fixed ones a one-item load allocates, a leaf aside).
+ */
+enum { BB_COUNT, BB_SUM, BB_AT, BB_KINDS };
+static const char *const bb_names[BB_KINDS] = {"count_batch", "sum_batch",
+                                               "at_batch"};
+static const size_t BN_B[2] = {16, 64};
+
+typedef struct bn_bcells {
+  bn_cell single[BB_KINDS];   /* ns per query, single calls */
+  bn_cell batch[BB_KINDS][2]; /* ns per query, BN_B[k] per call */
+  bn_cell load_sorted;        /* ns per item */
+  bn_cell load_unsorted;      /* ns per item: sort + encode + load */
+  bn_cell encode;             /* ns per item: encoding the sorted items */
+  double fill;                /* % */
+  double bytes;               /* per item */
+  int has_build, has_batch;
+} bn_bcells;
+
+/* Flat storage of encoded int keys / ids: slot i at 16 * i. */
+static tally_bytes bb_put_key(unsigned char *flat, size_t i, int64_t v) {
+  tally_keybuf kb;
+  tally_bytes b = ta_key(&kb, v), out;
+  if (b.len > 16)
+    bn_die("int key longer than 16 bytes");
+  memcpy(flat + 16 * i, b.data, b.len);
+  out.data = flat + 16 * i;
+  out.len = b.len;
+  return out;
+}
+
+static tally_bytes bb_put_id(unsigned char *flat, size_t i, int64_t v) {
+  return tally_id_int(v, flat + 16 * i);
+}
+
+/* A fold of an item's bytes: what the at rows do with each answer. */
+static uint64_t bb_fold(const tally_item *it) {
+  uint64_t h = bn_mix(it->key_len ^ ((uint64_t)it->id_len << 32));
+  uint64_t k = 0, s;
+  memcpy(&k, it->key, it->key_len < 8 ? it->key_len : 8);
+  memcpy(&s, &it->sum, sizeof s);
+  return bn_mix(h ^ k) ^ s;
+}
+
+static void bb_mismatch(const char *what, size_t i, size_t n) {
+  fprintf(stderr, "MISMATCH tally: %s query %zu at N=%zu differs from the "
+                  "single call\n", what, i, n);
+  bn_failures++;
+}
+
+static void bn_run_batch(const bn_work *w, bn_bcells *bc) {
+  bn_tally *t = ta_open();
+  size_t q = w->q, n = w->n, i, j, k;
+  unsigned char *flat = bn_xmalloc(32 * q);
+  tally_bounds *b = bn_xmalloc(q * sizeof *b);
+  tally_query *qs = bn_xmalloc(q * sizeof *qs), *qa = bn_xmalloc(q * sizeof *qa);
+  uint64_t *c1 = bn_xmalloc(q * sizeof *c1), *c2 = bn_xmalloc(q * sizeof *c2);
+  double *s1 = bn_xmalloc(q * sizeof *s1), *s2 = bn_xmalloc(q * sizeof *s2);
+  uint64_t *h1 = bn_xmalloc(q * sizeof *h1), *h2 = bn_xmalloc(q * sizeof *h2);
+  tally_item *items = bn_xmalloc(64 * sizeof *items);
+  double t0, t1;
+  int kind, rc = TALLY_OK;
+
+  for (i = 0; i < n; i++)
+    if (ta_insert(t, &w->items[i]) != TALLY_OK)
+      bn_die("tally: insert %zu failed", i);
+  for (i = 0; i < q; i++) {
+    b[i] = tally_bounds_between(
+        tally_incl(bb_put_key(flat, 2 * i, w->r_lo[0][i])),
+        tally_incl(bb_put_key(flat, 2 * i + 1, w->r_hi[0][i])));
+    qs[i].ns = NULL;
+    qs[i].bounds = &b[i];
+    qs[i].offset = 0;
+    qa[i].ns = NULL;
+    qa[i].bounds = NULL;
+    qa[i].offset = (int64_t)w->sel_off[i];
+  }
+
+  for (kind = 0; kind < BB_KINDS; kind++) {
+    /* single calls */
+    t0 = bn_now_ns();
+    for (i = 0; i < q && rc == TALLY_OK; i++) {
+      if (kind == BB_COUNT) {
+        rc = tally_agg_count(t->agg, NULL, &b[i], &c1[i]);
+      } else if (kind == BB_SUM) {
+        rc = tally_agg_sum(t->agg, NULL, &b[i], &s1[i]);
+      } else {
+        rc = tally_agg_at(t->agg, NULL, NULL, qa[i].offset, &items[0]);
+        h1[i] = bb_fold(&items[0]);
+      }
+    }
+    t1 = bn_now_ns();
+    if (rc != TALLY_OK)
+      bn_die("tally single %s: %s", bb_names[kind], tally_strerror(rc));
+    bn_push(&bc->single[kind], (t1 - t0) / (double)q, q);
+    /* batches */
+    for (k = 0; k < 2; k++) {
+      size_t per = BN_B[k];
+      t0 = bn_now_ns();
+      for (i = 0; i < q && rc == TALLY_OK; i += per) {
+        size_t m = q - i < per ? q - i : per;
+        if (kind == BB_COUNT) {
+          rc = tally_agg_count_batch(t->agg, qs + i, m, c2 + i);
+        } else if (kind == BB_SUM) {
+          rc = tally_agg_sum_batch(t->agg, qs + i, m, s2 + i);
+        } else {
+          rc = tally_agg_at_batch(t->agg, qa + i, m, items);
+          for (j = 0; j < m; j++)
+            h2[i + j] = bb_fold(&items[j]);
+        }
+      }
+      t1 = bn_now_ns();
+      if (rc != TALLY_OK)
+        bn_die("tally %s: %s", bb_names[kind], tally_strerror(rc));
+      bn_push(&bc->batch[kind][k], (t1 - t0) / (double)q, q);
+      for (i = 0; i < q; i++) {
+        int same = kind == BB_COUNT  ? c1[i] == c2[i]
+                   : kind == BB_SUM ? memcmp(&s1[i], &s2[i], sizeof *s1) == 0
+                                    : h1[i] == h2[i];
+        if (!same) {
+          bb_mismatch(bb_names[kind], i, n);
+          break;
+        }
+      }
+    }
+  }
+  /* the single answers against the reference (invariant 2) */
+  for (i = 0; i < q; i++) {
+    bench_item it;
+    if (bn_range_answer(c1[i], s1[i]) != w->expect[OP_RANGE1][i]) {
+      bb_mismatch("range1 count/sum (reference)", i, n);
+      break;
+    }
+    ta_select(t, w->sel_off[i], &it);
+    if (bench_digest(0, &it) != w->expect[OP_SELECT][i]) {
+      bb_mismatch("select (reference)", i, n);
+      break;
+    }
+  }
+  bc->has_batch = 1;
+  ta_close(t);
+  free(flat);
+  free(b);
+  free(qs);
+  free(qa);
+  free(c1);
+  free(c2);
+  free(s1);
+  free(s2);
+  free(h1);
+  free(h2);
+  free(items);
+}
+
+/* Encode items[0..n) into e (keys and ids in flat). */
+static void bb_encode(const bench_item *items, size_t n, unsigned char *flat,
+                      tally_entry *e) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    e[i].key = bb_put_key(flat, 2 * i, items[i].key);
+    e[i].id = bb_put_id(flat, 2 * i + 1, items[i].id);
+    e[i].sum = items[i].val;
+  }
+}
+
+/* Blocks a counting allocator holds: bn_mem does not count them, so the
+ * build rows wrap it. */
+typedef struct bb_mem {
+  bn_mem m;
+  long blocks;
+} bb_mem;
+
+static void *bb_malloc(size_t size, void *udata) {
+  bb_mem *m = udata;
+  void *p = bm_malloc(size, &m->m);
+  m->blocks += p != NULL;
+  return p;
+}
+static void bb_free(void *ptr, void *udata) {
+  bb_mem *m = udata;
+  m->blocks -= ptr != NULL;
+  bm_free(ptr, &m->m);
+}
+static void *bb_realloc(void *ptr, size_t size, void *udata) {
+  bb_mem *m = udata;
+  void *p = bm_realloc(ptr, size, &m->m);
+  if (ptr == NULL && p != NULL)
+    m->blocks++;
+  return p;
+}
+
+/* A fresh aggregate on a block-counting allocator. */
+static tally_agg *bb_agg(bb_mem *m, tally_allocator *hooks) {
+  tally_agg_options o;
+  tally_agg *agg;
+  int rc;
+  memset(m, 0, sizeof *m);
+  hooks->malloc_fn = bb_malloc;
+  hooks->realloc_fn = bb_realloc;
+  hooks->free_fn = bb_free;
+  hooks->udata = m;
+  memset(&o, 0, sizeof o);
+  o.version = 1;
+  o.alloc = hooks;
+  rc = tally_agg_new(&o, &agg);
+  if (rc != TALLY_OK)
+    bn_die("tally_agg_new: %s", tally_strerror(rc));
+  return agg;
+}
+
+static void bn_run_build(const bn_work *w, bn_bcells *bc, int rep) {
+  size_t n = w->n;
+  unsigned char *flat = bn_xmalloc(32 * n);
+  tally_entry *e = bn_xmalloc(n * sizeof *e);
+  bench_item *tmp = bn_xmalloc(n * sizeof *tmp);
+  tally_allocator hooks;
+  bb_mem m;
+  tally_agg *agg;
+  long before, fixed;
+  double t0, t1, t2;
+  int rc;
+
+  /* from sorted items */
+  agg = bb_agg(&m, &hooks);
+  before = m.blocks;
+  t0 = bn_now_ns();
+  bb_encode(w->sorted, n, flat, e);
+  t1 = bn_now_ns();
+  rc = tally_agg_load(agg, NULL, e, n);
+  t2 = bn_now_ns();
+  if (rc != TALLY_OK)
+    bn_die("tally_agg_load: %s", tally_strerror(rc));
+  bn_push(&bc->encode, (t1 - t0) / (double)n, n);
+  bn_push(&bc->load_sorted, (t2 - t1) / (double)n, n);
+  if (rep == 0) {
+    char msg[256];
+    uint64_t cnt = 0;
+    tally_agg *one;
+    bb_mem m1;
+    tally_allocator h1;
+    long b1;
+    if (tally_agg_validate(agg, msg, sizeof msg) != TALLY_OK ||
+        tally_agg_count(agg, NULL, NULL, &cnt) != TALLY_OK || cnt != n) {
+      fprintf(stderr, "MISMATCH tally: load of %zu items: %s\n", n, msg);
+      bn_failures++;
+    }
+    /* blocks beside the nodes: those of a one-item load, less its leaf */
+    one = bb_agg(&m1, &h1);
+    b1 = m1.blocks;
+    if (tally_agg_load(one, NULL, e, 1) != TALLY_OK)
+      bn_die("tally_agg_load of one item failed");
+    fixed = m1.blocks - b1 - 1;
+    tally_agg_free(one);
+    {
+      double nodes = (double)(m.blocks - before - fixed);
+      unsigned cap = tally_agg_node_size(agg);
+      bc->fill = 100.0 * ((double)n + nodes - 1) / (nodes * cap);
+      bc->bytes = (double)m.m.live / (double)n;
+    }
+  }
+  tally_agg_free(agg);
+
+  /* from items in insertion order: sort, encode, load */
+  agg = bb_agg(&m, &hooks);
+  t0 = bn_now_ns();
+  memcpy(tmp, w->items, n * sizeof *tmp);
+  qsort(tmp, n, sizeof *tmp, bn_item_cmp);
+  bb_encode(tmp, n, flat, e);
+  rc = tally_agg_load(agg, NULL, e, n);
+  t1 = bn_now_ns();
+  if (rc != TALLY_OK)
+    bn_die("tally_agg_load (unsorted): %s", tally_strerror(rc));
+  bn_push(&bc->load_unsorted, (t1 - t0) / (double)n, n);
+  tally_agg_free(agg);
+  bc->has_build = 1;
+  free(flat);
+  free(e);
+  free(tmp);
+}
+
+static void bn_print_tally_only(size_t n, bn_bcells *bc, FILE *csv) {
+  int kind, k;
+  if (bc->has_batch) {
+    printf("\nbatch reads (tally alone; keys encoded beforehand), ns/query; "
+           "ratio = single / batch\n%-20s %9s %10s %10s %10s %9s %9s\n", "op",
+           "N", "single", "batch16", "batch64", "x16", "x64");
+    for (kind = 0; kind < BB_KINDS; kind++) {
+      double s = bn_median(&bc->single[kind]);
+      double b16 = bn_median(&bc->batch[kind][0]);
+      double b64 = bn_median(&bc->batch[kind][1]);
+      printf("%-20s %9zu %10.1f %10.1f %10.1f %8.2fx %8.2fx\n",
+             bb_names[kind], n, s, b16, b64, s / b16, s / b64);
+      if (csv) {
+        fprintf(csv, "%s,%zu,tally_single,%.6g,ns/op,%zu,%d\n", bb_names[kind],
+                n, s, bc->single[kind].ops, bc->single[kind].nv);
+        for (k = 0; k < 2; k++)
+          fprintf(csv, "%s,%zu,tally_batch%zu,%.6g,ns/op,%zu,%d\n",
+                  bb_names[kind], n, BN_B[k], bn_median(&bc->batch[kind][k]),
+                  bc->batch[kind][k].ops, bc->batch[kind][k].nv);
+      }
+    }
+  }
+  if (bc->has_build) {
+    double ls = bn_median(&bc->load_sorted), lu = bn_median(&bc->load_unsorted);
+    double en = bn_median(&bc->encode);
+    printf("\nbuild (tally_agg_load, bottom-up), ns/item\n%-20s %9s %10s %10s "
+           "%10s %9s %9s\n", "op", "N", "sorted", "+encode", "unsorted",
+           "fill%", "B/item");
+    printf("%-20s %9zu %10.1f %10.1f %10.1f %9.1f %9.1f\n", "build", n, ls,
+           ls + en, lu, bc->fill, bc->bytes);
+    printf("  sorted: load of encoded sorted items; +encode: adds encoding "
+           "the int64 keys and ids;\n  unsorted: copy, sort by (key, id), "
+           "encode, load\n");
+    if (csv) {
+      fprintf(csv, "build,%zu,tally_sorted,%.6g,ns/item,%zu,%d\n", n, ls,
+              n, bc->load_sorted.nv);
+      fprintf(csv, "build,%zu,tally_encode_sorted,%.6g,ns/item,%zu,%d\n", n,
+              ls + en, n, bc->encode.nv);
+      fprintf(csv, "build,%zu,tally_unsorted,%.6g,ns/item,%zu,%d\n", n, lu, n,
+              bc->load_unsorted.nv);
+      fprintf(csv, "build_fill,%zu,tally,%.6g,percent,%zu,1\n", n, bc->fill,
+              n);
+      fprintf(csv, "build_bytes_per_item,%zu,tally,%.6g,bytes/item,%zu,1\n",
+              n, bc->bytes, n);
+    }
+  }
+}
+
 static int bn_run_table(const bn_opts *o) {
   FILE *csv = NULL;
   int s, rep, c;
@@ -1253,8 +1733,9 @@ static int bn_run_table(const bn_opts *o) {
   }
   printf("tally_bench: random int64 keys, int64 ids, integer-valued double "
          "vals; fixed seed; median of %d repetition%s; %zu queries per read "
-         "op\n",
-         o->reps, o->reps == 1 ? "" : "s", o->queries);
+         "op; %s time\n",
+         o->reps, o->reps == 1 ? "" : "s", o->queries,
+         bn_clock == CLOCK_MONOTONIC ? "wall" : "process CPU");
   printf("  sqlite: every read is O(n) there, and pbds (no sums) walks "
          "ranges: those run only the first K queries per op (K below).\n"
          "  sqlite writes run in one transaction per build / delete-all.\n"
@@ -1263,9 +1744,11 @@ static int bn_run_table(const bn_opts *o) {
   for (s = 0; s < o->n_ns; s++) {
     size_t n = o->ns[s];
     bn_work w;
+    bn_bcells *bc = bn_xmalloc(sizeof *bc);
     if (n < 2)
       bn_die("N must be at least 2");
     memset(cells, 0, sizeof(bn_cell) * OP_COUNT * X_COUNT);
+    memset(bc, 0, sizeof *bc);
     bn_work_make(&w, n, o->queries);
     printf("\nN=%zu: K=%zu capped queries per op\n", n, bn_cap(o, n));
     fflush(stdout);
@@ -1277,8 +1760,14 @@ static int bn_run_table(const bn_opts *o) {
       if (o->only[OP_TXN] && o->use[C_TALLY])
         bn_run_txn(&w, cells);
 #endif
+      if (o->only[OP_BATCH] && o->use[C_TALLY])
+        bn_run_batch(&w, bc);
+      if (o->only[OP_BUILD] && o->use[C_TALLY])
+        bn_run_build(&w, bc, rep);
     }
     bn_print(o, n, cells, csv);
+    bn_print_tally_only(n, bc, csv);
+    free(bc);
     fflush(stdout);
     bn_work_free(&w);
   }
@@ -1514,12 +2003,16 @@ static int bn_run_callgrind(const bn_opts *o) {
   void *self;
   bn_work w;
   uint64_t acc = 0;
-  if (op < 0 || op > OP_PAGE)
+  if (op < 0 || op > OP_FIND)
     bn_die("--callgrind-op: one of insert, delete, rank, select, range1, "
-           "range50, page");
+           "range50, page, find");
   if (ci < 0)
     bn_die("--contender: unknown contender '%s'", o->cg_contender);
   c = bn_contenders[ci];
+  if (c->open == NULL)
+    bn_die("contender %s was not built", c->name);
+  if (op >= OP_RANK && !bn_has_op(c, op))
+    bn_die("%s has no %s", c->name, bn_op_names[op]);
   if (c->insert == NULL && (op == OP_INSERT || op == OP_DELETE))
     bn_die("%s is read-only", c->name);
   if (k > n)

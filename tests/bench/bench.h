@@ -1,7 +1,8 @@
 /*
- * bench.h - what the C driver (bench.c) and the pb_ds contender
- * (bench_pbds.cpp) share: the item every contender stores and the
- * extern "C" face of the two GNU pb_ds trees.
+ * bench.h - what the C driver (bench.c) and the C++ contenders
+ * (bench_pbds.cpp, bench_absl.cpp) share: the item every contender
+ * stores and the extern "C" face of the two GNU pb_ds trees and the
+ * Abseil B-tree.
  *
  * Every contender holds the same items, ordered by (key, id):
  *
@@ -56,6 +57,24 @@ uint64_t bench_pbds_page(const bench_pbds *t, uint64_t off, size_t len);
 size_t bench_pbds_live_bytes(void);
 size_t bench_pbds_peak_bytes(void);
 void bench_pbds_reset_peak(void);
+
+/* An absl::btree_set of (key, id) (bench_absl.cpp; linked only when
+ * Abseil was found: BENCH_HAVE_ABSL). No counts or sums: insert, delete
+ * and lower_bound only. NULL on allocation failure. */
+typedef struct bench_absl bench_absl;
+bench_absl *bench_absl_new(void);
+void bench_absl_free(bench_absl *t);
+/* 0 on success, -1 if the item was already there / was absent. */
+int bench_absl_insert(bench_absl *t, const bench_item *it);
+int bench_absl_delete(bench_absl *t, const bench_item *it);
+uint64_t bench_absl_size(const bench_absl *t);
+/* the first (key, id) with key >= key: 0, or -1 when there is none */
+int bench_absl_find(const bench_absl *t, int64_t key, int64_t *k,
+                    int64_t *id);
+/* bytes the sets of this process hold now / at most since the reset */
+size_t bench_absl_live_bytes(void);
+size_t bench_absl_peak_bytes(void);
+void bench_absl_reset_peak(void);
 
 /* Folds one item into a running digest; defined in bench.c. */
 uint64_t bench_digest(uint64_t h, const bench_item *it);
