@@ -34,8 +34,12 @@ run() { # op k start-off(yes|no) -> Ir
 
 mode=$("$bench" --callgrind-op=rank --n=100 --callgrind-k=1 --contender="$who" |
        sed -n 's/.*instrumentation=\([a-z]*\).*/\1/p')
-ops="insert delete rank select range1 range50 page"
-[ "$who" = array ] && ops="rank select range1 range50 page"
+ops="insert delete rank select range1 range50 page find"
+case $who in
+  array) ops="rank select range1 range50 page find" ;;
+  pbds | pbds_sum) ops="insert delete rank select range1 range50 page" ;;
+  absl) ops="insert delete find" ;;
+esac
 printf '%-10s %s instructions/op (callgrind, N=%s, K=%s, %s)\n' op "$who" "$n" "$k" "$mode"
 for op in $ops; do
   if [ "$mode" = macros ]; then
