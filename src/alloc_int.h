@@ -52,7 +52,7 @@ void tally__alloc_sites_reset(void);
 #define TALLY__SITE_STR(x) TALLY__SITE_STR2(x)
 #define TALLY__SITE __FILE__ ":" TALLY__SITE_STR(__LINE__)
 #define tally__malloc(m, size) tally__malloc_at((m), (size), TALLY__SITE)
-#define tally__realloc(m, p, size)                                              \
+#define tally__realloc(m, p, size)                                             \
   tally__realloc_at((m), (p), (size), TALLY__SITE)
 #endif
 

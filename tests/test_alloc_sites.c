@@ -15,14 +15,17 @@
  * watched aggregate dumps byte-identical to before (tests/model.h) and
  * validates, and the store holds the same rows.
  *
- * The last test lists the sites the sources have (every line of the .c files of src/,
- * alloc.c aside, calling tally__malloc( or tally__realloc(, read from
- * TALLY_SRC_DIR at run time), compares them with the sites recorded, prints
+ * The last test lists the sites the sources have (every line of the .c
+ * files of src/, alloc.c aside, calling tally__malloc( or tally__realloc(,
+ * read from TALLY_SRC_DIR at run time), compares them with the sites
+ * recorded, prints
  *
  *     allocation sites: reached R of S; calls C; failures injected F
  *
  * with each site not reached, and requires R == S (less the accepted
- * exceptions listed below, none today).
+ * exceptions listed below, none today) and an allocation refused at every
+ * site reached. Sizes: TALLY_TEST_SCALE scales the random writes (at
+ * least 300); the other parts are fixed.
  *
  *     workload call --> fail alloc #k --> ENOMEM? --> dumps, store same,
  *                          ^    k++           |        validate
@@ -49,6 +52,7 @@
 #define AS_MAX_K 100000 /* no call needs this many allocations */
 #define AS_MAX_AGGS 3
 #define AS_NS 8 /* namespaces: none and seven strings */
+#define AS_ROWS 160 /* rows of the table aggregate test */
 
 /* Sites that no public call can reach, with the reason ("file.c:line",
  * why). None today. */
@@ -318,7 +322,8 @@ static void test_agg_writes(void **state) {
       txn_left = 1 + (int)tu_rng_below(&r, 40);
     }
     x.ns = as_ns(f, (size_t)tu_rng_below(&r, AS_NS));
-    x.ns2 = tu_rng_below(&r, 3) ? x.ns : as_ns(f, (size_t)tu_rng_below(&r, AS_NS));
+    x.ns2 = tu_rng_below(&r, 3) ? x.ns
+                                : as_ns(f, (size_t)tu_rng_below(&r, AS_NS));
     x.sum = (double)((int64_t)tu_rng_below(&r, 2001) - 1000) / 4.0;
     uint64_t c = tu_rng_below(&r, 100);
     x.kind = c < 1 ? 6 : grow ? (c < 70 ? 0 : c < 80 ? 3 : c < 90 ? 5 : 2)
@@ -628,7 +633,7 @@ static void test_table(void **state) {
   static const char *const users[] = {"ann", "bob", "cy", "dee", "eve"};
   mt_init(&mt, AS_TABLES);
   tu_alloc_init(&ta);
-  for (int i = 0; i < 400; i++)
+  for (int i = 0; i < AS_ROWS; i++)
     mt_put(&mt, "scores", users[i % 5], (int64_t)(i * 7919 % 1000), i * 0.5);
 
   memset(&x, 0, sizeof x);
@@ -664,7 +669,7 @@ static void test_table(void **state) {
     assert_int_equal(as_inject(&w, "tally_table_backfill", mode == 1,
                                as_backfill, &x),
                      TALLY_OK);
-    assert_int_equal(x.rows, 400);
+    assert_int_equal(x.rows, AS_ROWS);
   }
   for (int round = 0; round < 2; round++) {
     as_desync(x.t, &mt, round);
@@ -904,7 +909,8 @@ static size_t as_source_sites(as_site *out, size_t cap) {
   while ((de = readdir(d)) != NULL) {
     const char *nm = de->d_name;
     size_t len = strlen(nm);
-    if (len < 3 || strcmp(nm + len - 2, ".c") != 0 || strcmp(nm, "alloc.c") == 0)
+    if (len < 3 || strcmp(nm + len - 2, ".c") != 0 ||
+        strcmp(nm, "alloc.c") == 0)
       continue;
     char path[1024], line[1024];
     snprintf(path, sizeof path, "%s/%s", TALLY_SRC_DIR, nm);
