@@ -164,7 +164,7 @@ static int bt_cmp_pos(const tally__node *nd, unsigned j, const bt_probe *pr) {
   tally__ent e;
   int c;
   tally__entry_decode(nd, j, &e);
-  c = tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
+  c = tally__entry_keycmp_tied(&e, pr->k, pr->kl, (size_t)-1);
   return c ? c : tally__bytes_cmp(e.id, e.idlen, pr->id, pr->il);
 }
 
@@ -175,14 +175,14 @@ static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
   tally__entry_decode(nd, j, &e);
   switch (pr->kind) {
   case TALLY__EDGE_KEY_BEFORE:
-    return tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) < 0;
+    return tally__entry_keycmp_tied(&e, pr->k, pr->kl, (size_t)-1) < 0;
   case TALLY__EDGE_KEY_AFTER:
-    return tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) <= 0;
+    return tally__entry_keycmp_tied(&e, pr->k, pr->kl, (size_t)-1) <= 0;
   case TALLY__EDGE_PREFIX_END:
-    return tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, pr->kl) <= 0;
+    return tally__entry_keycmp_tied(&e, pr->k, pr->kl, pr->kl) <= 0;
   case TALLY__EDGE_POS_BEFORE:
   case TALLY__EDGE_POS_AFTER:
-    c = tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
+    c = tally__entry_keycmp_tied(&e, pr->k, pr->kl, (size_t)-1);
     if (c == 0)
       c = tally__bytes_cmp(e.id, e.idlen, pr->id, pr->il);
     return pr->kind == TALLY__EDGE_POS_BEFORE ? c < 0 : c <= 0;
@@ -198,7 +198,7 @@ static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
  * is binary searched with full comparisons. */
 static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
                              const bt_probe *pr, int *eq) {
-  unsigned n = nd->n, a = lo, b, len;
+  unsigned n = nd->n, a = lo, b, len, step;
   const uint64_t *pf = nd->pfx;
   uint64_t p = pr->p;
   if (pr->kind == TALLY__EDGE_MIN)
@@ -215,9 +215,26 @@ static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
   }
   if (len == 1)
     a += pf[a] < p;
-  /* Equal prefixes follow the smaller ones; usually there are none. */
-  for (b = a; b < n && pf[b] == p; b++)
-    ;
+  /* Equal prefixes follow the smaller ones; usually there are none. When
+   * there are (small integers, tuples sharing their first elements, one
+   * key with many ids) the run can fill the node: its end is found by
+   * galloping, then a binary search, in O(log run) prefix compares. */
+  if (a == n || pf[a] != p)
+    return a;
+  step = 1;
+  while (a + step < n && pf[a + step] == p)
+    step *= 2;
+  b = a + step / 2 + 1;              /* pf[b - 1] == p */
+  len = (a + step < n ? a + step : n) - b; /* the end lies in [b, b + len] */
+  while (len > 0) {
+    unsigned half = len / 2;
+    if (pf[b + half] == p) {
+      b += half + 1;
+      len -= half + 1;
+    } else {
+      len = half;
+    }
+  }
   while (a < b) {
     unsigned mid = a + (b - a) / 2;
     int before;

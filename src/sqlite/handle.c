@@ -20,7 +20,7 @@
  *  2. Every call that opens a SQLite transaction ends it before returning
  *     an error; only begin / read_begin return with one open.
  *  3. Whenever the log rows this handle just wrote are rolled back, every
- *     position that counted them is moved back (AUTOINCREMENT will hand
+ *     position that counted them is moved back (the log will hand
  *     the same seqs out again).
  */
 #include <stdarg.h>
