@@ -78,14 +78,14 @@ static bool pragma_is(tally_sqlite *ts, sqlite3_stmt **st, const char *sql,
 
 static sqlite3_file *file_of(tally_sqlite *ts, int op) {
   sqlite3_file *f = NULL;
-  if (sqlite3_file_control(ts->db, "main", op, &f) != SQLITE_OK)
+  if (sqlite3_file_control(ts->db, NULL, op, &f) != SQLITE_OK) /* main */
     return NULL;
   return f;
 }
 
 static bool data_version(tally_sqlite *ts, unsigned *dv) {
-  return sqlite3_file_control(ts->db, "main", SQLITE_FCNTL_DATA_VERSION,
-                              dv) == SQLITE_OK;
+  return sqlite3_file_control(ts->db, NULL, SQLITE_FCNTL_DATA_VERSION, dv) ==
+         SQLITE_OK; /* NULL: main */
 }
 
 /* The mode check of invariant 1; sets or clears ts->shm.wal. */
@@ -119,13 +119,13 @@ bool tsq_shm_peek(tally_sqlite *ts, unsigned char hdr[TSQ_SHM_HDR]) {
   if (s->db->pMethods->xShmMap(s->db, 0, SHM_REGION, 0, &p) != SQLITE_OK ||
       p == NULL)
     return false;
-  const volatile unsigned char *m = p;
+  /* plain copies: the barrier is a call into the VFS, which the compiler
+   * cannot move loads across */
+  const unsigned char *m = (const unsigned char *)(uintptr_t)p;
   unsigned char second[TSQ_SHM_HDR];
-  for (int i = 0; i < TSQ_SHM_HDR; i++)
-    hdr[i] = m[i];
+  memcpy(hdr, m, TSQ_SHM_HDR);
   s->db->pMethods->xShmBarrier(s->db);
-  for (int i = 0; i < TSQ_SHM_HDR; i++)
-    second[i] = m[TSQ_SHM_HDR + i];
+  memcpy(second, m + TSQ_SHM_HDR, TSQ_SHM_HDR);
   /* byte 12: isInit */
   return hdr[12] != 0 && memcmp(hdr, second, TSQ_SHM_HDR) == 0;
 }
