@@ -22,6 +22,10 @@
  *  3. Whenever the log rows this handle just wrote are rolled back, every
  *     position that counted them is moved back (AUTOINCREMENT will hand
  *     the same seqs out again).
+ *  4. A refresh outside any transaction first compares the WAL's shared
+ *     header with the one read before the last successful refresh
+ *     (shmpeek.c); every other way the aggregates move (own commits,
+ *     rollbacks, attach, checkpoint, rebuild, drop) forgets that header.
  */
 #include <stdarg.h>
 #include <stdio.h>
