@@ -31,7 +31,12 @@
  *     taken back to normal). Leaving WAL mode makes the journal pointer
  *     change; entering it again writes the database header in a commit of
  *     this connection, which moves the data version: a WAL object at the
- *     same address as the checked one is never trusted unchecked.
+ *     same address as the checked one is never trusted unchecked. The
+ *     version moves too when a refresh reads others' commits; the check
+ *     then carries over from the peek that began that refresh (its own
+ *     statements run no pragma and, inside their transaction, could not
+ *     change the journal mode anyway), so only versions moved outside a
+ *     refresh (own commits, the caller's SQL) cost a new check.
  *  2. (stable read) A header counts only when the two copies, read first
  *     then second with a barrier between (the reverse of the writer's
  *     order), are equal and marked initialised; a writer caught midway
@@ -139,20 +144,26 @@ bool tsq_shm_unchanged(tally_sqlite *ts,
 
 void tsq_shm_note(tally_sqlite *ts, const unsigned char *hdr) {
   tsq_shm *s = &ts->shm;
-  sqlite3_file *wal = s->wal;
   unsigned dv = 0;
   s->seen_ok = false;
-  if (!data_version(ts, &dv))
+  if (!data_version(ts, &dv)) {
+    s->wal = NULL;
     return;
-  if (wal == NULL || dv != s->dv ||
-      file_of(ts, SQLITE_FCNTL_JOURNAL_POINTER) != wal)
-    mode_check(ts);
-  /* hdr was read under the checked WAL object, which is still the one */
-  if (hdr != NULL && s->wal != NULL && s->wal == wal) {
+  }
+  if (hdr != NULL && s->wal != NULL &&
+      file_of(ts, SQLITE_FCNTL_JOURNAL_POINTER) == s->wal) {
+    /* the peek found the checked WAL at the checked version just before
+     * this refresh, whose own statements cannot change the journal or
+     * locking mode: the check carries over to the version they left */
+    s->dv = dv;
     memcpy(s->seen, hdr, TSQ_SHM_HDR);
     s->tc = sqlite3_total_changes(ts->db);
     s->seen_ok = true;
+    return;
   }
+  if (s->wal == NULL || dv != s->dv ||
+      file_of(ts, SQLITE_FCNTL_JOURNAL_POINTER) != s->wal)
+    mode_check(ts);
 }
 
 void tsq_shm_forget(tally_sqlite *ts) { ts->shm.seen_ok = false; }
