@@ -137,6 +137,8 @@ typedef struct tsq_shm {
   sqlite3_file *wal;     /* journal file when the mode check passed, or NULL */
   sqlite3_file *db;      /* the main file (its VFS maps the shm) */
   unsigned dv;           /* data version when the check passed */
+  bool failed;           /* the last check failed ... */
+  sqlite3_file *fail_jp; /* ... with this journal file */
   bool seen_ok;          /* seen and tc are valid */
   unsigned char seen[TSQ_SHM_HDR]; /* header read before the last refresh */
   int tc;                /* total changes after that refresh */

@@ -36,7 +36,9 @@
  *     then carries over from the peek that began that refresh (its own
  *     statements run no pragma and, inside their transaction, could not
  *     change the journal mode anyway), so only versions moved outside a
- *     refresh (own commits, the caller's SQL) cost a new check.
+ *     refresh (own commits, the caller's SQL) cost a new check. A check
+ *     that failed is repeated only once the journal file changes: no
+ *     connection starts using a shared-memory WAL without opening one.
  *  2. (stable read) A header counts only when the two copies, read first
  *     then second with a barrier between (the reverse of the writer's
  *     order), are equal and marked initialised; a writer caught midway
@@ -97,6 +99,8 @@ static bool data_version(tally_sqlite *ts, unsigned *dv) {
 static void mode_check(tally_sqlite *ts) {
   tsq_shm *s = &ts->shm;
   s->wal = NULL;
+  s->failed = true; /* until it passes; fail_jp: the journal file it saw */
+  s->fail_jp = file_of(ts, SQLITE_FCNTL_JOURNAL_POINTER);
   sqlite3_file *db = file_of(ts, SQLITE_FCNTL_FILE_POINTER);
   if (db == NULL || db->pMethods == NULL || db->pMethods->iVersion < 2 ||
       db->pMethods->xShmMap == NULL || db->pMethods->xShmBarrier == NULL)
@@ -112,6 +116,7 @@ static void mode_check(tally_sqlite *ts) {
   s->wal = wal;
   s->db = db;
   s->dv = dv;
+  s->failed = false;
 }
 
 bool tsq_shm_peek(tally_sqlite *ts, unsigned char hdr[TSQ_SHM_HDR]) {
@@ -161,8 +166,9 @@ void tsq_shm_note(tally_sqlite *ts, const unsigned char *hdr) {
     s->seen_ok = true;
     return;
   }
-  if (s->wal == NULL || dv != s->dv ||
-      file_of(ts, SQLITE_FCNTL_JOURNAL_POINTER) != s->wal)
+  sqlite3_file *jp = file_of(ts, SQLITE_FCNTL_JOURNAL_POINTER);
+  if (s->wal != NULL ? dv != s->dv || jp != s->wal
+                     : !s->failed || jp != s->fail_jp)
     mode_check(ts);
 }
 
