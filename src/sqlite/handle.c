@@ -588,6 +588,7 @@ int tally_sqlite_begin(tally_sqlite *ts) {
     return TALLY_EINVAL;
   if (ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN;
+  tsq_shm_write_begin(ts);
   int rc = ctl(ts, CTL_BEGIN_IMMEDIATE);
   if (rc != TALLY_OK)
     return rc;
@@ -661,7 +662,7 @@ int tally_sqlite_commit(tally_sqlite *ts) {
     return rc;
   }
   dv_note(ts); /* our own commit moved the version: nothing else did */
-  tsq_shm_forget(ts); /* and the header, after which others may commit */
+  tsq_shm_write_end(ts); /* and the header, after which others may commit */
   for (size_t i = 0; i < ts->naggs; i++)
     tally_agg_commit(tally_table_agg(ts->aggs[i]->t));
   if (ckpt)

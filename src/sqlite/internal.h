@@ -137,6 +137,7 @@ typedef struct tsq_shm {
   sqlite3_file *wal;     /* journal file when the mode check passed, or NULL */
   sqlite3_file *db;      /* the main file (its VFS maps the shm) */
   unsigned dv;           /* data version when the check passed */
+  bool carry;            /* the check held when the write txn began */
   bool failed;           /* the last check failed ... */
   sqlite3_file *fail_jp; /* ... with this journal file */
   bool seen_ok;          /* seen and tc are valid */
@@ -287,6 +288,12 @@ bool tsq_shm_unchanged(tally_sqlite *ts,
 void tsq_shm_note(tally_sqlite *ts, const unsigned char *hdr);
 /* The aggregates moved in another way: the next refresh looks. O(1). */
 void tsq_shm_forget(tally_sqlite *ts);
+/* Around a write transaction of the handle: write_begin just before its
+ * BEGIN, write_end just after its COMMIT succeeded; the mode check then
+ * carries over to the version the commit left (no pragmas on the next
+ * refresh). write_end also forgets the header. O(1). */
+void tsq_shm_write_begin(tally_sqlite *ts);
+void tsq_shm_write_end(tally_sqlite *ts);
 /* Release the statements (tally_sqlite_close). */
 void tsq_shm_free(tally_sqlite *ts);
 

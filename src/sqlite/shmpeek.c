@@ -36,7 +36,9 @@
  *     then carries over from the peek that began that refresh (its own
  *     statements run no pragma and, inside their transaction, could not
  *     change the journal mode anyway), so only versions moved outside a
- *     refresh (own commits, the caller's SQL) cost a new check. A check
+ *     refresh (the caller's SQL) cost a new check; so does a commit of the
+ *     handle's own write transaction unless the check held when it began
+ *     (the journal mode cannot change inside a transaction). A check
  *     that failed is repeated only once the journal file changes: no
  *     connection starts using a shared-memory WAL without opening one.
  *  2. (stable read) A header counts only when the two copies, read first
@@ -173,6 +175,23 @@ void tsq_shm_note(tally_sqlite *ts, const unsigned char *hdr) {
 }
 
 void tsq_shm_forget(tally_sqlite *ts) { ts->shm.seen_ok = false; }
+
+void tsq_shm_write_begin(tally_sqlite *ts) {
+  tsq_shm *s = &ts->shm;
+  unsigned dv = 0;
+  s->carry = s->wal != NULL && data_version(ts, &dv) && dv == s->dv &&
+             file_of(ts, SQLITE_FCNTL_JOURNAL_POINTER) == s->wal;
+}
+
+void tsq_shm_write_end(tally_sqlite *ts) {
+  tsq_shm *s = &ts->shm;
+  unsigned dv = 0;
+  s->seen_ok = false; /* the header moved with our commit */
+  if (s->carry && data_version(ts, &dv) &&
+      file_of(ts, SQLITE_FCNTL_JOURNAL_POINTER) == s->wal)
+    s->dv = dv;
+  s->carry = false;
+}
 
 void tsq_shm_free(tally_sqlite *ts) {
   sqlite3_finalize(ts->shm.st_jmode);

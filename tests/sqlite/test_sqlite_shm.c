@@ -371,6 +371,15 @@ static void test_fresh_and_own(void **state) {
   assert_true(refresh(&a) > 0);
   assert_int_equal(tt_differences(&a), 0);
   settle(&a);
+  /* an own write transaction and nothing else: one look (the log head, no
+   * mode check), then the header again */
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(tally_sqlite_begin(a.ts), TALLY_OK);
+    tt_exec(a.db, "UPDATE scores SET score = score + 1 WHERE player = 'own'");
+    assert_int_equal(tally_sqlite_commit(a.ts), TALLY_OK);
+    assert_int_equal(refresh(&a), 1);
+    assert_int_equal(refresh(&a), 0);
+  }
   /* an explicit read transaction, then a commit elsewhere */
   assert_int_equal(tally_sqlite_read_begin(a.ts), TALLY_OK);
   assert_int_equal(tally_sqlite_read_end(a.ts), TALLY_OK);
