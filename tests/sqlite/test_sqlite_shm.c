@@ -80,6 +80,69 @@ static void settle(tt_env *e) {
   assert_int_equal(refresh(e), 0);
 }
 
+/* ---- child processes ---------------------------------------------------- */
+
+/* Children are forked before the parent opens anything (so they inherit
+ * no connection) and wait for a byte on a pipe before they start. */
+typedef int (*child_fn)(const char *path, long arg);
+
+static pid_t spawn(child_fn fn, const char *path, long arg, int *go) {
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  pid_t kid = fork();
+  assert_true(kid >= 0);
+  if (kid == 0) {
+    char c;
+    close(p[1]);
+    if (read(p[0], &c, 1) != 1) /* the parent gave up */
+      _exit(3);
+    _exit(fn(path, arg));
+  }
+  close(p[0]);
+  *go = p[1];
+  return kid;
+}
+
+static void start(int go) {
+  assert_int_equal(write(go, "g", 1), 1);
+  close(go);
+}
+
+static void reap(pid_t kid) {
+  int status = 0;
+  assert_int_equal(waitpid(kid, &status, 0), kid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Child: a write transaction that rolls back. */
+static int child_rollback(const char *path, long arg) {
+  (void)arg;
+  sqlite3 *c = NULL;
+  int ok = sqlite3_open(path, &c) == SQLITE_OK;
+  sqlite3_busy_timeout(c, 10000);
+  ok = ok && sqlite3_exec(c, "BEGIN IMMEDIATE; DELETE FROM scores; ROLLBACK",
+                          NULL, NULL, NULL) == SQLITE_OK;
+  sqlite3_close(c);
+  return ok ? 0 : 3;
+}
+
+/* Child: arg rows, one transaction each, scores rising. */
+static int child_inserts(const char *path, long arg) {
+  sqlite3 *c = NULL;
+  int ok = sqlite3_open(path, &c) == SQLITE_OK;
+  sqlite3_busy_timeout(c, 10000);
+  char sql[160];
+  for (long i = 0; ok && i < arg; i++) {
+    snprintf(sql, sizeof sql,
+             "INSERT INTO scores(player, game, score) VALUES ('c%ld', 'g2', "
+             "%ld)",
+             i, 100000 + i);
+    ok = sqlite3_exec(c, sql, NULL, NULL, NULL) == SQLITE_OK;
+  }
+  sqlite3_close(c);
+  return ok ? 0 : 3;
+}
+
 /* ---- tests -------------------------------------------------------------- */
 
 /* Another connection of this process commits (plain SQL, and a tally
@@ -137,6 +200,8 @@ static void test_writer_rollback(void **state) {
   (void)state;
   char path[512];
   snprintf(path, sizeof path, "%s", tt_path("shmrb"));
+  int go = -1;
+  pid_t kid = spawn(child_rollback, path, 0, &go);
   tt_env a;
   tt_env_open(&a, path, NULL);
   fill(a.db, 20);
@@ -147,20 +212,8 @@ static void test_writer_rollback(void **state) {
   tt_exec(b, "BEGIN IMMEDIATE; INSERT INTO scores(player, score) VALUES "
              "('gone', 1); UPDATE scores SET score = 0; ROLLBACK");
   assert_int_equal(refresh(&a), 0);
-  pid_t kid = fork();
-  assert_true(kid >= 0);
-  if (kid == 0) { /* own connection after the fork */
-    sqlite3 *c = NULL;
-    int ok = sqlite3_open(path, &c) == SQLITE_OK &&
-             sqlite3_exec(c,
-                          "BEGIN IMMEDIATE; DELETE FROM scores; ROLLBACK",
-                          NULL, NULL, NULL) == SQLITE_OK;
-    sqlite3_close(c);
-    _exit(ok ? 0 : 3);
-  }
-  int status = 0;
-  assert_int_equal(waitpid(kid, &status, 0), kid);
-  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  start(go);
+  reap(kid);
   assert_int_equal(refresh(&a), 0);
   /* a transaction big enough to write pages to the log before it rolls
    * back: correct either way, whatever path the refresh takes */
@@ -191,30 +244,16 @@ static void test_racing_processes(void **state) {
   (void)state;
   char path[512];
   snprintf(path, sizeof path, "%s", tt_path("shmrace"));
+  long n = tu_ops(400);
+  int go = -1;
+  pid_t kid = spawn(child_inserts, path, n, &go);
   tt_env a;
   tt_env_open(&a, path, NULL);
   fill(a.db, 10);
   sqlite3 *probe = tt_open_db(path);
   trace_on(a.db);
   settle(&a);
-  long n = tu_ops(400);
-  pid_t kid = fork();
-  assert_true(kid >= 0);
-  if (kid == 0) {
-    sqlite3 *c = NULL;
-    int ok = sqlite3_open(path, &c) == SQLITE_OK;
-    sqlite3_busy_timeout(c, 10000);
-    char sql[160];
-    for (long i = 0; ok && i < n; i++) {
-      snprintf(sql, sizeof sql,
-               "INSERT INTO scores(player, game, score) VALUES ('c%ld', "
-               "'g2', %ld)",
-               i, 100000 + i);
-      ok = sqlite3_exec(c, sql, NULL, NULL, NULL) == SQLITE_OK;
-    }
-    sqlite3_close(c);
-    _exit(ok ? 0 : 3);
-  }
+  start(go);
   long fast = 0, refreshes = 0;
   for (;;) {
     int status = 0;
