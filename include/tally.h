@@ -932,9 +932,11 @@ TALLY_API int tally_cursor_rank(const tally_cursor *c, uint64_t *rank);
 /*
  * tally_agg_validate - walk every namespace and node, recompute counts and
  * sums, check every invariant. On failure writes a message naming the
- * namespace, node and numbered invariant into msg (may be NULL).
+ * namespace, node and numbered invariant into msg (may be NULL). Inside a
+ * transaction it checks the transaction's undo records too.
  * @return TALLY_OK; TALLY_ECORRUPT; TALLY_EINVAL for a NULL agg.
- * O(total items).
+ * O(total items + undo records); inside a transaction of up to 4096
+ * records, O(records^2) for the check that no node is created twice.
  */
 TALLY_API int tally_agg_validate(const tally_agg *agg, char *msg,
                                  size_t msglen);

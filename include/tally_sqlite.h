@@ -412,9 +412,14 @@ TALLY_API int tally_sqlite_read_end(tally_sqlite *ts);
  * tally_sqlite_refresh - outside a transaction of the handle: bring the
  * aggregates up to what is committed now (in a short read transaction of
  * its own). Inside a read or write transaction: as tally_sqlite_sync.
- * When nothing was committed since the last catch-up (the connection's
- * data version and change count are unchanged) it costs one read of the
- * log head and no transaction.
+ * When nothing was committed since the last refresh it runs no SQL: in
+ * WAL mode with shared memory (the default; normal locking mode) it
+ * compares the WAL's shared header, which every commit of any process
+ * rewrites, with the one it read before that refresh (no lock, no system
+ * call). Otherwise (rollback journal, exclusive locking, a VFS without
+ * shared memory, the first refreshes of a handle, after the handle's own
+ * commits) the same answer costs one read of the log head and no
+ * transaction.
  * @return as tally_sqlite_read_begin. O(log rows to apply).
  */
 TALLY_API int tally_sqlite_refresh(tally_sqlite *ts);

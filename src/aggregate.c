@@ -1685,6 +1685,11 @@ int tally_agg_validate(const tally_agg *agg, char *msg, size_t msglen) {
                "aggregate: invariant 4: undo records outside a transaction");
     return TALLY_ECORRUPT;
   }
+  if (agg->in_txn) { /* invariant 4 inside: the records themselves */
+    rc = tally__undo_validate(&agg->cx.undo, msg, msglen);
+    if (rc != TALLY_OK)
+      return rc;
+  }
   if (!agg->in_txn && agg->doom != NULL) {
     if (msg != NULL && msglen > 0)
       snprintf(msg, msglen,

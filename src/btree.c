@@ -164,7 +164,7 @@ static int bt_cmp_pos(const tally__node *nd, unsigned j, const bt_probe *pr) {
   tally__ent e;
   int c;
   tally__entry_decode(nd, j, &e);
-  c = tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
+  c = tally__entry_keycmp_tied(&e, pr->k, pr->kl, (size_t)-1);
   return c ? c : tally__bytes_cmp(e.id, e.idlen, pr->id, pr->il);
 }
 
@@ -175,14 +175,14 @@ static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
   tally__entry_decode(nd, j, &e);
   switch (pr->kind) {
   case TALLY__EDGE_KEY_BEFORE:
-    return tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) < 0;
+    return tally__entry_keycmp_tied(&e, pr->k, pr->kl, (size_t)-1) < 0;
   case TALLY__EDGE_KEY_AFTER:
-    return tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1) <= 0;
+    return tally__entry_keycmp_tied(&e, pr->k, pr->kl, (size_t)-1) <= 0;
   case TALLY__EDGE_PREFIX_END:
-    return tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, pr->kl) <= 0;
+    return tally__entry_keycmp_tied(&e, pr->k, pr->kl, pr->kl) <= 0;
   case TALLY__EDGE_POS_BEFORE:
   case TALLY__EDGE_POS_AFTER:
-    c = tally__entry_keycmp(nd, j, &e, pr->k, pr->kl, (size_t)-1);
+    c = tally__entry_keycmp_tied(&e, pr->k, pr->kl, (size_t)-1);
     if (c == 0)
       c = tally__bytes_cmp(e.id, e.idlen, pr->id, pr->il);
     return pr->kind == TALLY__EDGE_POS_BEFORE ? c < 0 : c <= 0;
@@ -193,9 +193,6 @@ static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
   }
 }
 
-/* First slot in [lo, n) whose entry is not before the edge (n if none).
- * Prefix counts settle every entry but the run of equal prefixes, which
- * is binary searched with full comparisons. */
 /* First slot in [lo, n) whose prefix is not below p (n if none). */
 static unsigned bt_pfx_lower(const tally__node *nd, unsigned lo, uint64_t p) {
   unsigned a = lo, len = nd->n - lo;
@@ -212,14 +209,36 @@ static unsigned bt_pfx_lower(const tally__node *nd, unsigned lo, uint64_t p) {
   return a;
 }
 
-/* End of the run of slots from a whose prefix equals p. */
+/* End of the run of slots from a whose prefix equals p (a when none).
+ * Usually there are none. When there are (small integers, tuples sharing
+ * their first elements, one key with many ids) the run can fill the node:
+ * its end is found by galloping, then a binary search, in O(log run)
+ * prefix compares. */
 static unsigned bt_pfx_ties(const tally__node *nd, unsigned a, uint64_t p) {
-  unsigned b, n = nd->n;
-  for (b = a; b < n && nd->pfx[b] == p; b++)
-    ;
+  unsigned n = nd->n, b, len, step;
+  const uint64_t *pf = nd->pfx;
+  if (a == n || pf[a] != p)
+    return a;
+  step = 1;
+  while (a + step < n && pf[a + step] == p)
+    step *= 2;
+  b = a + step / 2 + 1;                    /* pf[b - 1] == p */
+  len = (a + step < n ? a + step : n) - b; /* the end lies in [b, b + len] */
+  while (len > 0) {
+    unsigned half = len / 2;
+    if (pf[b + half] == p) {
+      b += half + 1;
+      len -= half + 1;
+    } else {
+      len = half;
+    }
+  }
   return b;
 }
 
+/* First slot in [lo, n) whose entry is not before the edge (n if none).
+ * Prefix counts settle every entry but the run of equal prefixes, which
+ * is binary searched with full comparisons. */
 static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
                              const bt_probe *pr, int *eq) {
   unsigned a, b;
@@ -228,7 +247,6 @@ static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
   if (pr->kind == TALLY__EDGE_MAX)
     return nd->n;
   a = bt_pfx_lower(nd, lo, pr->p);
-  /* Equal prefixes follow the smaller ones; usually there are none. */
   b = bt_pfx_ties(nd, a, pr->p);
   while (a < b) {
     unsigned mid = a + (b - a) / 2;

@@ -381,6 +381,17 @@ int tally__bytes_cmp(const unsigned char *a, size_t an, const unsigned char *b,
   return an < bn ? -1 : an > bn;
 }
 
+/* Compare entry j's key, truncated to trunc bytes, with k, when entry j's
+ * prefix equals k's (pfx[j] == tally__key_pfx(k)): the first bytes then
+ * agree and only the lengths and the bytes past the eighth can differ. */
+int tally__entry_keycmp_tied(const tally__ent *e, const unsigned char *k,
+                             size_t kl, size_t trunc) {
+  size_t el = e->klen < trunc ? e->klen : trunc;
+  if (el <= 8 || kl <= 8)
+    return el < kl ? -1 : el > kl;
+  return tally__bytes_cmp(e->ksuf, el - 8, k + 8, kl - 8);
+}
+
 /* Compare entry j's key, truncated to trunc bytes, with k. */
 int tally__entry_keycmp(const tally__node *nd, unsigned j, const tally__ent *e,
                         const unsigned char *k, size_t kl, size_t trunc) {

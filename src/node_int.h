@@ -164,6 +164,10 @@ void tally__entry_decode(const tally__node *nd, unsigned j, tally__ent *e);
 /* Byte order: memcmp on the common length, then shorter first. */
 int tally__bytes_cmp(const unsigned char *a, size_t an, const unsigned char *b,
                      size_t bn);
+/* The same when entry j's prefix equals k's (pfx[j] == tally__key_pfx of
+ * k with the probe's padding): skips the bytes the prefixes settle. */
+int tally__entry_keycmp_tied(const tally__ent *e, const unsigned char *k,
+                             size_t kl, size_t trunc);
 /* Compare entry j's key (decoded in e), truncated to trunc bytes, with k. */
 int tally__entry_keycmp(const tally__node *nd, unsigned j, const tally__ent *e,
                         const unsigned char *k, size_t kl, size_t trunc);

@@ -114,6 +114,26 @@ static void test_agg_undo_outside_txn(void **state) {
   tally_agg_free(agg);
 }
 
+static void test_agg_undo_records_inside_txn(void **state) {
+  (void)state;
+  tally_agg *agg = two_namespaces();
+  unsigned char b[8];
+  assert_int_equal(tally_agg_begin(agg), TALLY_OK);
+  assert_int_equal(tally_agg_insert(agg, NULL, TALLY_KEY_INT(99),
+                                    tally_id_int(99, b), 1.0),
+                   TALLY_OK);
+  agg_passes(agg);
+  size_t n = agg->cx.undo.n;
+  assert_true(n > 0);
+  agg->cx.undo.n = agg->cx.undo.cap + 1; /* more records than its array */
+  agg_fails(agg, "undo invariant U1");
+  agg->cx.undo.n = n;
+  agg_passes(agg);
+  tally_agg_rollback(agg);
+  agg_passes(agg);
+  tally_agg_free(agg);
+}
+
 static void test_agg_doom_outside_txn(void **state) {
   (void)state;
   tally_agg *agg = two_namespaces();
@@ -259,6 +279,7 @@ int main(void) {
       cmocka_unit_test(test_agg_listed_trees),
       cmocka_unit_test(test_agg_map_capacity),
       cmocka_unit_test(test_agg_undo_outside_txn),
+      cmocka_unit_test(test_agg_undo_records_inside_txn),
       cmocka_unit_test(test_agg_doom_outside_txn),
       cmocka_unit_test(test_db_queue),
       cmocka_unit_test(test_db_aggregates),

@@ -20,8 +20,12 @@
  *  2. Every call that opens a SQLite transaction ends it before returning
  *     an error; only begin / read_begin return with one open.
  *  3. Whenever the log rows this handle just wrote are rolled back, every
- *     position that counted them is moved back (AUTOINCREMENT will hand
+ *     position that counted them is moved back (the log will hand
  *     the same seqs out again).
+ *  4. A refresh outside any transaction first compares the WAL's shared
+ *     header with the one read before the last successful refresh
+ *     (shmpeek.c); every other way the aggregates move (own commits,
+ *     rollbacks, attach, checkpoint, rebuild, drop) forgets that header.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -87,6 +91,7 @@ static void db_rollback(tally_sqlite *ts) {
       !sqlite3_get_autocommit(ts->db))
     sqlite3_exec(ts->db, "ROLLBACK", NULL, NULL, NULL);
   ts->dv_known = false;
+  tsq_shm_forget(ts);
 }
 
 /* Remember the connection's data version and change count: while both
@@ -187,6 +192,7 @@ void tally_sqlite_close(tally_sqlite *ts) {
   sqlite3_finalize(ts->st_pruned);
   for (int i = 0; i < 4; i++)
     sqlite3_finalize(ts->st_ctl[i]);
+  tsq_shm_free(ts);
   tsq_store_free(ts);
   tsq_scratch_free(ts);
   tsq_mem m = ts->mem;
@@ -263,15 +269,20 @@ static int reload_all(tally_sqlite *ts) {
   return TALLY_OK;
 }
 
+/* No table stale or waiting for a refill. */
+static bool tables_settled(const tally_sqlite *ts) {
+  for (size_t i = 0; i < ts->ntabs; i++)
+    if (ts->tabs[i]->stale || ts->tabs[i]->refill)
+      return false;
+  return true;
+}
+
 /* Whether the fast path may skip a catch-up: same data version and change
  * count as when the aggregates last matched, nothing stale or pending.
  * The snapshot must have started (a statement ran in this transaction). */
 static bool nothing_new(tally_sqlite *ts) {
-  if (!ts->dv_known)
+  if (!ts->dv_known || !tables_settled(ts))
     return false;
-  for (size_t i = 0; i < ts->ntabs; i++)
-    if (ts->tabs[i]->stale || ts->tabs[i]->refill)
-      return false;
   unsigned dv = 0;
   if (sqlite3_file_control(ts->db, "main", SQLITE_FCNTL_DATA_VERSION, &dv) !=
       SQLITE_OK)
@@ -438,6 +449,7 @@ int tally_sqlite_attach(tally_sqlite *ts, const char *name, const char *table,
   if (rc == TALLY_OK) {
     ts->schema_cookie = cookie;
     ts->dv_known = false;
+    tsq_shm_forget(ts);
     if (ts->naggs == 1)
       ts->ckpt_applied = ts->applied;
     return TALLY_OK;
@@ -555,6 +567,7 @@ int tally_sqlite_drop(tally_sqlite *ts, const char *name) {
     db_rollback(ts);
   tsq_free(&ts->mem, tbl);
   ts->dv_known = false;
+  tsq_shm_forget(ts);
   return rc;
 }
 
@@ -575,6 +588,7 @@ int tally_sqlite_begin(tally_sqlite *ts) {
     return TALLY_EINVAL;
   if (ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN;
+  tsq_shm_write_begin(ts);
   int rc = ctl(ts, CTL_BEGIN_IMMEDIATE);
   if (rc != TALLY_OK)
     return rc;
@@ -648,6 +662,7 @@ int tally_sqlite_commit(tally_sqlite *ts) {
     return rc;
   }
   dv_note(ts); /* our own commit moved the version: nothing else did */
+  tsq_shm_write_end(ts); /* and the header, after which others may commit */
   for (size_t i = 0; i < ts->naggs; i++)
     tally_agg_commit(tally_table_agg(ts->aggs[i]->t));
   if (ckpt)
@@ -707,21 +722,31 @@ int tally_sqlite_refresh(tally_sqlite *ts) {
     return sync_all(ts, false);
   if (!sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN; /* the caller's own transaction */
+  /* Fastest path (shmpeek.c): the WAL's shared header is what it was just
+   * before the last refresh: nothing was committed since; no statement,
+   * no lock. It is read here, before any statement of this refresh, and
+   * noted only once the refresh succeeded. */
+  unsigned char hdr[TSQ_SHM_HDR];
+  bool have = tsq_shm_peek(ts, hdr);
+  if (have && tables_settled(ts) && tsq_shm_unchanged(ts, hdr))
+    return TALLY_OK;
   /* Fast path: one read of the log head in an implicit transaction
    * updates the data version; unchanged, nothing was committed since. */
   uint64_t head = 0;
   int rc = tsq_head(ts, &head);
-  if (rc != TALLY_OK)
-    return rc;
-  if (head == ts->applied && nothing_new(ts))
-    return TALLY_OK;
-  rc = ctl(ts, CTL_BEGIN);
+  if (rc == TALLY_OK && !(head == ts->applied && nothing_new(ts))) {
+    rc = ctl(ts, CTL_BEGIN);
+    if (rc == TALLY_OK)
+      rc = sync_all(ts, false);
+    if (rc == TALLY_OK)
+      rc = ctl(ts, CTL_COMMIT);
+    if (rc != TALLY_OK)
+      db_rollback(ts);
+  }
   if (rc == TALLY_OK)
-    rc = sync_all(ts, false);
-  if (rc == TALLY_OK)
-    rc = ctl(ts, CTL_COMMIT);
-  if (rc != TALLY_OK)
-    db_rollback(ts);
+    tsq_shm_note(ts, have ? hdr : NULL);
+  else
+    tsq_shm_forget(ts);
   return rc;
 }
 
@@ -744,6 +769,7 @@ int tally_sqlite_checkpoint(tally_sqlite *ts) {
   }
   ts->ckpt_applied = ts->applied;
   ts->dv_known = false;
+  tsq_shm_forget(ts);
   return TALLY_OK;
 }
 
@@ -843,5 +869,6 @@ int tally_sqlite_rebuild(tally_sqlite *ts, const char *name) {
   }
   tsq_free(&ts->mem, chosen);
   ts->dv_known = false;
+  tsq_shm_forget(ts);
   return rc;
 }

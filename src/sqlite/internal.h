@@ -13,7 +13,8 @@
  * Files: row.c (rows), codec.c (images, checksums, varints), schema.c
  * (component tables, capture triggers, table descriptions), catchup.c
  * (applying the log), checkpoint.c (saving / loading aggregates),
- * handle.c (public entry points), store.c (tally_store).
+ * handle.c (public entry points), store.c (tally_store), shmpeek.c
+ * (whether anything was committed, from the WAL's shared memory).
  */
 #ifndef TALLY_SQLITE_INTERNAL_H
 #define TALLY_SQLITE_INTERNAL_H
@@ -130,6 +131,21 @@ typedef struct tsq_touch {
 
 enum { TSQ_NONE = 0, TSQ_READ = 1, TSQ_WRITE = 2 };
 
+/* State of shmpeek.c (see there). */
+#define TSQ_SHM_HDR 48 /* bytes of one copy of the wal-index header */
+typedef struct tsq_shm {
+  sqlite3_file *wal;     /* journal file when the mode check passed, or NULL */
+  sqlite3_file *db;      /* the main file (its VFS maps the shm) */
+  unsigned dv;           /* data version when the check passed */
+  bool carry;            /* the check held when the write txn began */
+  bool failed;           /* the last check failed ... */
+  sqlite3_file *fail_jp; /* ... with this journal file */
+  bool seen_ok;          /* seen and tc are valid */
+  unsigned char seen[TSQ_SHM_HDR]; /* header read before the last refresh */
+  int tc;                /* total changes after that refresh */
+  sqlite3_stmt *st_jmode, *st_lmode; /* PRAGMA journal_mode, locking_mode */
+} tsq_shm;
+
 typedef struct tsq_cached {
   char *sql;
   sqlite3_stmt *st;
@@ -162,6 +178,8 @@ struct tally_sqlite {
   bool dv_known;
   unsigned dv;
   int tc;
+  /* "anything committed at all?" from the WAL's shared memory */
+  tsq_shm shm;
   /* catch-up scratch */
   tsq_touch *touch;
   size_t ntouch, touch_cap;
@@ -250,6 +268,34 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a);
 int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded);
 /* Delete log rows every checkpoint has passed (write transaction). */
 int tsq_prune(tally_sqlite *ts);
+
+/* ---- shmpeek.c ---------------------------------------------------------- */
+
+/* Read the wal-index header into hdr, with no transaction and no system
+ * call. false (hdr undefined) when it cannot be read safely: the
+ * connection has not been checked to use a shared-memory WAL since its
+ * journal file or data version last moved, the VFS has no shared memory,
+ * the region is not mapped, or a writer is updating the header. */
+bool tsq_shm_peek(tally_sqlite *ts, unsigned char hdr[TSQ_SHM_HDR]);
+/* Whether hdr (from tsq_shm_peek) equals the header noted before the last
+ * successful refresh, with the connection's change count unchanged: then
+ * nothing was committed since, and the aggregates are current. */
+bool tsq_shm_unchanged(tally_sqlite *ts,
+                       const unsigned char hdr[TSQ_SHM_HDR]);
+/* After a successful refresh outside any transaction: (re)check the mode
+ * when needed and remember hdr, the header peeked BEFORE the refresh's
+ * first statement (NULL: none; the next refresh takes the slow path). */
+void tsq_shm_note(tally_sqlite *ts, const unsigned char *hdr);
+/* The aggregates moved in another way: the next refresh looks. O(1). */
+void tsq_shm_forget(tally_sqlite *ts);
+/* Around a write transaction of the handle: write_begin just before its
+ * BEGIN, write_end just after its COMMIT succeeded; the mode check then
+ * carries over to the version the commit left (no pragmas on the next
+ * refresh). write_end also forgets the header. O(1). */
+void tsq_shm_write_begin(tally_sqlite *ts);
+void tsq_shm_write_end(tally_sqlite *ts);
+/* Release the statements (tally_sqlite_close). */
+void tsq_shm_free(tally_sqlite *ts);
 
 /* ---- store.c ----------------------------------------------------------- */
 

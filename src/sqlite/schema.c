@@ -31,6 +31,14 @@
  *     it, so a dropped, altered or outdated trigger is noticed.
  *  2. tally_meta('format') is TALLY_SQLITE_FORMAT once tsq_schema_init
  *     succeeded.
+ *  3. tally_log.seq only grows: a new row takes the largest seq + 1, and
+ *     pruning never deletes the newest row (checkpoint.c, invariant 3), so
+ *     the largest seq never goes down; a seq is reused only after the
+ *     transaction that wrote it rolled back, when nobody can have read it.
+ *     (No AUTOINCREMENT: its sqlite_sequence row would be read and
+ *     rewritten by every captured statement, about 12,000 instructions and
+ *     one more page per commit. A log made with AUTOINCREMENT by an earlier
+ *     version works the same.)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +56,7 @@ int tsq_schema_init(tally_sqlite *ts) {
       "CREATE TABLE IF NOT EXISTS tally_tables("
       " tid INTEGER PRIMARY KEY, tbl TEXT NOT NULL UNIQUE, sig TEXT);"
       "CREATE TABLE IF NOT EXISTS tally_log("
-      " seq INTEGER PRIMARY KEY AUTOINCREMENT, tid INTEGER NOT NULL,"
+      " seq INTEGER PRIMARY KEY, tid INTEGER NOT NULL,"
       " rid INTEGER, img TEXT);"
       "CREATE TABLE IF NOT EXISTS tally_checkpoint("
       " name TEXT NOT NULL, part INTEGER NOT NULL, tbl TEXT, seq INTEGER,"

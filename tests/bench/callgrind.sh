@@ -32,7 +32,9 @@ run() { # op k start-off(yes|no) -> Ir
   total "$tmp/cg.out"
 }
 
-mode=$("$bench" --callgrind-op=rank --n=100 --callgrind-k=1 --contender="$who" |
+probe=rank
+[ "$who" = absl ] && probe=find
+mode=$("$bench" --callgrind-op=$probe --n=100 --callgrind-k=1 --contender="$who" |
        sed -n 's/.*instrumentation=\([a-z]*\).*/\1/p')
 ops="insert delete rank select range1 range50 page find"
 case $who in

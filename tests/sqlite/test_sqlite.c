@@ -424,6 +424,18 @@ static void test_reopen_without_scan(void **state) {
   /* checkpoint prunes the log down to its newest row */
   assert_int_equal(tally_sqlite_checkpoint(e.ts), TALLY_OK);
   assert_true(tt_query_int(e.db, "SELECT count(*) FROM tally_log") <= 1);
+  /* the newest row kept, seqs go on growing after it (no AUTOINCREMENT),
+   * also past a rolled-back write */
+  long long head = tt_query_int(e.db, "SELECT max(seq) FROM tally_log");
+  assert_true(head > 0);
+  tt_exec(e.db, "BEGIN; INSERT INTO scores(player, game, score) "
+                "VALUES ('gone', 'g1', 5); ROLLBACK");
+  insert_some(e.db, 300, 1);
+  assert_true(tt_query_int(e.db, "SELECT min(seq) FROM tally_log "
+                                 "WHERE seq > (SELECT min(seq) FROM "
+                                 "tally_log)") == head + 1);
+  assert_int_equal(tally_sqlite_refresh(e.ts), TALLY_OK);
+  assert_int_equal(tt_differences(&e), 0);
   tt_env_close(&e);
   tt_env_open(&e, path, NULL);
   s = stats(e.ts);
