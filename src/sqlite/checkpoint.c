@@ -220,6 +220,17 @@ static int load_ns(tally_agg *agg, const tally_bytes *ns,
   return tally_agg_load(agg, ns, e, n);
 }
 
+/* tsq_get_varint with the one-byte case (every key and id length below
+ * 128) inline. */
+static bool ckpt_varint(const unsigned char **p, const unsigned char *end,
+                        uint64_t *v) {
+  if (*p < end && **p < 0x80) {
+    *v = *(*p)++;
+    return true;
+  }
+  return tsq_get_varint(p, end, v);
+}
+
 /* Parse the stream into agg. TALLY_ECORRUPT for a malformed stream. */
 static int ckpt_parse(tally_sqlite *ts, tally_agg *agg, const unsigned char *p,
                       const unsigned char *end, uint64_t *items) {
@@ -263,14 +274,14 @@ static int ckpt_parse(tally_sqlite *ts, tally_agg *agg, const unsigned char *p,
     }
     for (uint64_t i = 0; i < count; i++) {
       uint64_t kl = 0, il = 0;
-      if (!tsq_get_varint(&p, end, &kl) || kl > (uint64_t)(end - p)) {
+      if (!ckpt_varint(&p, end, &kl) || kl > (uint64_t)(end - p)) {
         rc = TALLY_ECORRUPT;
         break;
       }
       ents[i].key.data = p;
       ents[i].key.len = (size_t)kl;
       p += kl;
-      if (!tsq_get_varint(&p, end, &il) || il > (uint64_t)(end - p) ||
+      if (!ckpt_varint(&p, end, &il) || il > (uint64_t)(end - p) ||
           (uint64_t)(end - p) - il < 8) {
         rc = TALLY_ECORRUPT;
         break;
