@@ -87,7 +87,8 @@ static uint64_t ckpt_sum(uint64_t h, const unsigned char *p, size_t n) {
     h = ((h << 29) | (h >> 35)) * k2;
   }
   unsigned char last[8] = {0};
-  memcpy(last, p + i, n - i);
+  if (n > i) /* p may be NULL for an empty stream */
+    memcpy(last, p + i, n - i);
   h = (h ^ get_u64le(last)) * k1;
   h = ((h << 29) | (h >> 35)) * k2;
   h = (h ^ (uint64_t)n) * k1;
@@ -381,7 +382,7 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
     if (rc == TALLY_OK)
       rc = tally_agg_clear_all(agg);
     if (rc == TALLY_OK)
-      rc = ckpt_parse(ts, agg, b.p, b.p + b.len, &got);
+      rc = ckpt_parse(ts, agg, b.p, b.len > 0 ? b.p + b.len : b.p, &got);
     if (rc == TALLY_OK && got != items)
       rc = TALLY_ECORRUPT;
     if (rc == TALLY_ECORRUPT) {
