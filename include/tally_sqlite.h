@@ -73,7 +73,9 @@
 extern "C" {
 #endif
 
-/* Version of the checkpoint format this build writes and accepts. */
+/* Version of the tally tables' layout this build writes and accepts (the
+ * checkpoint rows carry their own version: one of another version is
+ * rebuilt, not refused). */
 #define TALLY_SQLITE_FORMAT 1
 
 /* ------------------------------------------------------------------------ */

@@ -11,7 +11,10 @@
  *       count x (key_len varint, key, id_len varint, id, sum as 8 bytes
  *                of its IEEE-754 bits, little-endian)
  * checksum = FNV-1a 64 over "tally-ckpt", name, NUL, tbl, NUL, seq,
- * version, items, parts (8 bytes each, little-endian) and the stream.
+ * version, items, parts (8 bytes each, little-endian), continued by
+ * ckpt_sum over the stream (8 bytes at a time, then the stream's length).
+ * version is TSQ_CKPT_VERSION; a checkpoint of another version (an older
+ * build's checksum) is unusable and rebuilt.
  *
  * Invariants:
  *  1. A checkpoint is written in the write transaction that also holds the
@@ -30,6 +33,9 @@
 #include "internal.h"
 
 #define CKPT_CHUNK (1u << 20)
+/* Largest stream the buffer is pre-sized for from the header's parts count
+ * (a corrupt count above it only stops the pre-sizing). */
+#define CKPT_PRESIZE_MAX ((uint64_t)1 << 30)
 
 static void put_u64le(unsigned char out[8], uint64_t v) {
   for (int i = 0; i < 8; i++)
@@ -57,6 +63,36 @@ static uint64_t ckpt_hash_head(const char *name, const char *tbl,
   h = tsq_hash(h, b, 8);
   put_u64le(b, parts);
   return tsq_hash(h, b, 8);
+}
+
+/* Continue checksum h over the stream p[0..n): each 8-byte little-endian
+ * word w makes h = rotl((h ^ w) * K, 29) * K2. For a fixed word the step is
+ * a bijection of h, and for a fixed h a bijection of w, so a stream that
+ * differs in exactly one word (any bits of it) always ends in another
+ * checksum; the last partial word is zero-padded and the length is mixed
+ * in at the end, so a truncated or extended stream changes it too. */
+static uint64_t ckpt_word(const unsigned char *p) {
+  static const uint16_t one = 1;
+  uint64_t v;
+  if (*(const unsigned char *)&one == 0) /* big-endian host */
+    return get_u64le(p);
+  memcpy(&v, p, 8); /* one load on little-endian hosts */
+  return v;
+}
+static uint64_t ckpt_sum(uint64_t h, const unsigned char *p, size_t n) {
+  const uint64_t k1 = 0x9e3779b97f4a7c15ULL, k2 = 0xbf58476d1ce4e5b9ULL;
+  size_t i = 0;
+  for (; n - i >= 8; i += 8) {
+    h = (h ^ ckpt_word(p + i)) * k1;
+    h = ((h << 29) | (h >> 35)) * k2;
+  }
+  unsigned char last[8] = {0};
+  if (n > i) /* p may be NULL for an empty stream */
+    memcpy(last, p + i, n - i);
+  h = (h ^ get_u64le(last)) * k1;
+  h = ((h << 29) | (h >> 35)) * k2;
+  h = (h ^ (uint64_t)n) * k1;
+  return h ^ (h >> 31);
 }
 
 /* ---- writing ----------------------------------------------------------- */
@@ -129,8 +165,8 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
   tally_page_free(s.page);
   uint64_t parts = (b.len + CKPT_CHUNK - 1) / CKPT_CHUNK;
   uint64_t h = ckpt_hash_head(a->name, a->tab->name, a->applied,
-                              TALLY_SQLITE_FORMAT, s.items, parts);
-  h = tsq_hash(h, b.p, b.len);
+                              TSQ_CKPT_VERSION, s.items, parts);
+  h = ckpt_sum(h, b.p, b.len);
   sqlite3_stmt *del = NULL, *ins = NULL;
   int cookie = 0;
   if (rc == TALLY_OK)
@@ -152,7 +188,7 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
     sqlite3_bind_int64(ins, 2, 0);
     sqlite3_bind_text(ins, 3, a->tab->name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(ins, 4, (int64_t)a->applied);
-    sqlite3_bind_int64(ins, 5, TALLY_SQLITE_FORMAT);
+    sqlite3_bind_int64(ins, 5, TSQ_CKPT_VERSION);
     sqlite3_bind_int64(ins, 6, (int64_t)s.items);
     sqlite3_bind_int64(ins, 7, (int64_t)parts);
     sqlite3_bind_int64(ins, 8, (int64_t)h);
@@ -183,6 +219,17 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a) {
 static int load_ns(tally_agg *agg, const tally_bytes *ns,
                    const tally_entry *e, size_t n) {
   return tally_agg_load(agg, ns, e, n);
+}
+
+/* tsq_get_varint with the one-byte case (every key and id length below
+ * 128) inline. */
+static bool ckpt_varint(const unsigned char **p, const unsigned char *end,
+                        uint64_t *v) {
+  if (*p < end && **p < 0x80) {
+    *v = *(*p)++;
+    return true;
+  }
+  return tsq_get_varint(p, end, v);
 }
 
 /* Parse the stream into agg. TALLY_ECORRUPT for a malformed stream. */
@@ -228,14 +275,14 @@ static int ckpt_parse(tally_sqlite *ts, tally_agg *agg, const unsigned char *p,
     }
     for (uint64_t i = 0; i < count; i++) {
       uint64_t kl = 0, il = 0;
-      if (!tsq_get_varint(&p, end, &kl) || kl > (uint64_t)(end - p)) {
+      if (!ckpt_varint(&p, end, &kl) || kl > (uint64_t)(end - p)) {
         rc = TALLY_ECORRUPT;
         break;
       }
       ents[i].key.data = p;
       ents[i].key.len = (size_t)kl;
       p += kl;
-      if (!tsq_get_varint(&p, end, &il) || il > (uint64_t)(end - p) ||
+      if (!ckpt_varint(&p, end, &il) || il > (uint64_t)(end - p) ||
           (uint64_t)(end - p) - il < 8) {
         rc = TALLY_ECORRUPT;
         break;
@@ -291,7 +338,7 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
     items = (uint64_t)sqlite3_column_int64(st, 4);
     parts = (uint64_t)sqlite3_column_int64(st, 5);
     sum = (uint64_t)sqlite3_column_int64(st, 6);
-    if (version != TALLY_SQLITE_FORMAT)
+    if (version != TSQ_CKPT_VERSION)
       bad = true;
     /* without an INTEGER PRIMARY KEY, VACUUM may renumber rowids: trust
      * the items only while the schema is as it was when they were saved */
@@ -302,6 +349,12 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
       if (rc == TALLY_OK && cookie != saved)
         bad = true;
     }
+    /* pre-size the buffer from the header (all parts but the last are
+     * CKPT_CHUNK bytes); the checksum still decides. Failing to pre-size
+     * is no error: the buffer then grows as the parts arrive. */
+    if (!bad && rc == TALLY_OK && parts > 0 &&
+        parts <= CKPT_PRESIZE_MAX / CKPT_CHUNK)
+      (void)tsq_buf_reserve(m, &b, (size_t)(parts * CKPT_CHUNK));
     uint64_t want = 1;
     while (!bad && rc == TALLY_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
       if (sqlite3_column_int64(st, 0) != (int64_t)want++ ||
@@ -321,7 +374,7 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
   if (rc == TALLY_OK && !bad) {
     uint64_t h = ckpt_hash_head(a->name, a->tab->name, seq, version, items,
                                 parts);
-    bad = tsq_hash(h, b.p, b.len) != sum;
+    bad = ckpt_sum(h, b.p, b.len) != sum;
   }
   if (rc == TALLY_OK && !bad) {
     uint64_t got = 0;

@@ -86,6 +86,10 @@ void tsq_row_from_stmt(tally_sqlite_row *row, sqlite3_stmt *st, int first,
 int tsq_image_decode(const tsq_mem *m, const char *img, size_t len, int n,
                      tsq_val *vals, tsq_buf *buf);
 
+/* Version of the checkpoint rows (tally_checkpoint.version) this build
+ * writes and accepts; others are rebuilt (checkpoint.c). */
+#define TSQ_CKPT_VERSION 2
+
 /* 64-bit FNV-1a, continuing from h (start with TSQ_HASH_INIT). */
 #define TSQ_HASH_INIT 0xcbf29ce484222325ULL
 uint64_t tsq_hash(uint64_t h, const void *data, size_t n);

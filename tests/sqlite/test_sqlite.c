@@ -502,6 +502,17 @@ static void test_damaged_checkpoints(void **state) {
   damaged("wrong version",
           "UPDATE tally_checkpoint SET version = 99 WHERE name = 'by_score'",
           -1);
+  damaged("older checkpoint version (FNV-1a checksum)",
+          "UPDATE tally_checkpoint SET version = 1 WHERE name = 'by_score'",
+          -1);
+  damaged("absurd parts count",
+          "UPDATE tally_checkpoint SET parts = 4000000000000 WHERE name = "
+          "'by_score' AND part = 0",
+          -1);
+  damaged("parts count too large to pre-size from",
+          "UPDATE tally_checkpoint SET parts = 5000 WHERE name = "
+          "'by_score' AND part = 0",
+          -1);
   damaged("foreign table",
           "UPDATE tally_checkpoint SET tbl = 'other' WHERE name = 'by_score'",
           -1);
