@@ -87,6 +87,7 @@ static void db_rollback(tally_sqlite *ts) {
       !sqlite3_get_autocommit(ts->db))
     sqlite3_exec(ts->db, "ROLLBACK", NULL, NULL, NULL);
   ts->dv_known = false;
+  tsq_catchup_forget(ts);
 }
 
 /* Remember the connection's data version and change count: while both
@@ -464,6 +465,7 @@ int tally_sqlite_detach(tally_sqlite *ts, const char *name) {
   tsq_agg *a = agg_find(ts, name);
   if (a == NULL)
     return TALLY_ENOTFOUND;
+  tsq_catchup_forget(ts); /* it may point at the table freed below */
   list_remove((void **)ts->aggs, &ts->naggs, a);
   if (--a->tab->naggs == 0) {
     list_remove((void **)ts->tabs, &ts->ntabs, a->tab);
@@ -782,6 +784,7 @@ int tally_sqlite_rebuild(tally_sqlite *ts, const char *name) {
   tsq_agg *target = NULL;
   if (name != NULL && (target = agg_find(ts, name)) == NULL)
     return TALLY_ENOTFOUND;
+  tsq_catchup_forget(ts); /* tables are about to be re-described */
   int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
   if (rc != TALLY_OK)
     return rc;

@@ -176,6 +176,12 @@ struct tally_sqlite {
   tsq_val *vals_old;
   int vals_cap;
   tsq_buf img_buf;
+  /* the touched set of the last catch-up of a single aggregate, kept for
+   * the next one restored from the same position (see catchup.c) */
+  bool kept;
+  uint64_t kept_from, kept_last; /* it covers log rows (from, last] */
+  tsq_table *kept_tab;           /* of this table only */
+  bool kept_any;                 /* it holds rows or a rebuild mark */
   /* diagnostics */
   int errcode;
   char errmsg[256];
@@ -239,6 +245,9 @@ int tsq_table_sig(tally_sqlite *ts, const char *table, char **sig);
  * are inside the caller's open aggregate transactions (write transaction
  * of the handle); otherwise the catch-up runs in its own and commits. */
 int tsq_catchup(tally_sqlite *ts, tsq_agg *only, bool in_txn);
+/* Drop the kept touched set (before anything that could make it wrong:
+ * a rollback, a detach, a table re-described). */
+void tsq_catchup_forget(tally_sqlite *ts);
 /* Fill agg from its table (clears it first), in the current snapshot. */
 int tsq_backfill(tally_sqlite *ts, tsq_agg *a);
 /* Head of the log in the current snapshot (0 when empty). */
