@@ -4,7 +4,8 @@
  *
  * Rows of tally_checkpoint for one aggregate name:
  *   part 0     header: tbl, seq, version, items, parts, checksum
- *   part 1..P  data: chunks (about 1 MiB) of one byte stream
+ *   part 1..P  data: chunks of one byte stream, each CKPT_CHUNK (1 MiB)
+ *              bytes but the last, none empty
  * The stream, namespace by namespace in listing order ("no namespace"
  * first), each namespace's items in (key, id) order:
  *   'N' has_ns(1 byte) [ns_len varint, ns] count varint
@@ -20,13 +21,25 @@
  *  1. A checkpoint is written in the write transaction that also holds the
  *     log position it names (seq): the items are the aggregate after every
  *     log row up to seq and none after.
- *  2. Loading trusts nothing: a missing part, a wrong table, version or
- *     checksum, a malformed stream, an item count that does not add up, or
- *     items the aggregate refuses (out of order, bad keys) make the
- *     checkpoint unusable: the aggregate is left empty and *loaded false.
+ *  2. Loading trusts nothing: a missing part, a part of another size than
+ *     the writer's, a wrong table, version or checksum, a malformed stream,
+ *     an item count that does not add up, or items the aggregate refuses
+ *     (out of order, bad keys) make the checkpoint unusable: the aggregate
+ *     is left empty and *loaded false. The parts' lengths are read first
+ *     (no data), the buffer is allocated once at their total, and each part
+ *     is read into it (sqlite3_blob_read), folded into the checksum and
+ *     parsed into the aggregate while it is in the cache; the items go in
+ *     inside an aggregate transaction that a wrong checksum at the end
+ *     rolls back.
  *  3. Pruning deletes log rows below the smallest seq of all checkpoints in
  *     the database, never the newest log row (so the head survives), and
  *     raises tally_meta('pruned') to the largest seq deleted.
+ *  4. The buffer and the entries array of a load stay in the handle after
+ *     an attach while the database holds checkpoints the handle has not
+ *     attached (the next attach reuses them instead of faulting in fresh
+ *     pages); the last such attach, a failed one, and begin, read_begin,
+ *     refresh, checkpoint, verify, rebuild, detach, drop and close free
+ *     them.
  */
 #include <string.h>
 
@@ -305,14 +318,14 @@ static int ckpt_parse(ckpt_rd *r, bool final) {
         rc = TALLY_ECORRUPT;
         break;
       }
-      if (count > r->cap) {
-        tally_entry *e = tsq_realloc(&r->ts->mem, r->ents,
-                                     (size_t)count * sizeof *e);
-        if (e == NULL) {
+      if (count > r->cap) { /* nothing in it to keep: no realloc copy */
+        tsq_free(&r->ts->mem, r->ents);
+        r->cap = 0;
+        r->ents = tsq_malloc(&r->ts->mem, (size_t)count * sizeof *r->ents);
+        if (r->ents == NULL) {
           rc = TALLY_ENOMEM;
           break;
         }
-        r->ents = e;
         r->cap = (size_t)count;
       }
       r->in_ns = true;
@@ -495,11 +508,19 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
   r.ts = ts;
   r.agg = agg;
   r.total = total;
-  if (rc == TALLY_OK && !bad && total > 0) {
-    r.buf = tsq_malloc(m, total);
-    if (r.buf == NULL)
+  r.ents = ts->ld_ents; /* the scratch of the previous load, if kept */
+  r.cap = ts->ld_ecap;
+  if (rc == TALLY_OK && !bad && total > ts->ld_cap) {
+    tsq_free(m, ts->ld_buf); /* nothing in it to keep: no realloc copy */
+    ts->ld_cap = 0;
+    ts->ld_buf = tsq_malloc(m, total);
+    if (ts->ld_buf == NULL)
       rc = TALLY_ENOMEM;
+    else
+      ts->ld_cap = total;
   }
+  if (total > 0)
+    r.buf = ts->ld_buf;
   bool begun = false;
   if (rc == TALLY_OK && !bad) {
     r.h = ckpt_hash_head(a->name, a->tab->name, hdr[0], hdr[1], hdr[2],
@@ -523,8 +544,8 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
     else
       tally_agg_rollback(agg);
   }
-  tsq_free(m, r.buf);
-  tsq_free(m, r.ents);
+  ts->ld_ents = r.ents;
+  ts->ld_ecap = r.cap;
   tsq_free(m, parts);
   if (rc != TALLY_OK)
     return rc;
@@ -536,6 +557,31 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
   ts->stats.checkpoint_loads++;
   *loaded = true;
   return TALLY_OK;
+}
+
+void tsq_ckpt_scratch_free(tally_sqlite *ts) {
+  tsq_free(&ts->mem, ts->ld_buf);
+  tsq_free(&ts->mem, ts->ld_ents);
+  ts->ld_buf = NULL;
+  ts->ld_ents = NULL;
+  ts->ld_cap = ts->ld_ecap = 0;
+}
+
+int tsq_ckpt_scratch_trim(tally_sqlite *ts) {
+  if (ts->ld_buf == NULL && ts->ld_ents == NULL)
+    return TALLY_OK;
+  sqlite3_stmt *st = NULL;
+  int rc = tsq_prepare(ts,
+                       "SELECT count(*) FROM tally_checkpoint WHERE part = 0",
+                       &st);
+  int s = rc == TALLY_OK ? sqlite3_step(st) : SQLITE_ROW;
+  if (rc == TALLY_OK && s != SQLITE_ROW)
+    rc = tsq_db_err(ts, s);
+  if (rc != TALLY_OK ||
+      sqlite3_column_int64(st, 0) <= (int64_t)ts->naggs)
+    tsq_ckpt_scratch_free(ts);
+  sqlite3_finalize(st);
+  return rc;
 }
 
 int tsq_prune(tally_sqlite *ts) {

@@ -190,6 +190,7 @@ void tally_sqlite_close(tally_sqlite *ts) {
     sqlite3_finalize(ts->st_ctl[i]);
   tsq_store_free(ts);
   tsq_scratch_free(ts);
+  tsq_ckpt_scratch_free(ts);
   tsq_mem m = ts->mem;
   tsq_free(&m, ts);
 }
@@ -256,6 +257,7 @@ static int reload_all(tally_sqlite *ts) {
     bool bf = false;
     rc = agg_restore(ts, ts->aggs[i], &bf);
   }
+  tsq_ckpt_scratch_free(ts);
   if (rc != TALLY_OK)
     return rc;
   for (size_t i = 0; i < ts->naggs; i++)
@@ -431,6 +433,8 @@ int tally_sqlite_attach(tally_sqlite *ts, const char *name, const char *table,
     if (rc == TALLY_OK)
       ts->applied = head;
   }
+  if (rc == TALLY_OK) /* more attaches to come? else free the scratch */
+    rc = tsq_ckpt_scratch_trim(ts);
   int cookie = 0; /* after our own DDL: not a change to react to */
   if (rc == TALLY_OK)
     rc = tsq_cookie(ts, &cookie);
@@ -455,6 +459,7 @@ int tally_sqlite_attach(tally_sqlite *ts, const char *name, const char *table,
   }
   tally_agg_clear_all(tally_table_agg(t));
   agg_free(ts, a);
+  tsq_ckpt_scratch_free(ts);
   ts->dv_known = false;
   return rc;
 }
@@ -466,6 +471,7 @@ int tally_sqlite_detach(tally_sqlite *ts, const char *name) {
   if (a == NULL)
     return TALLY_ENOTFOUND;
   tsq_catchup_forget(ts); /* it may point at the table freed below */
+  tsq_ckpt_scratch_free(ts);
   list_remove((void **)ts->aggs, &ts->naggs, a);
   if (--a->tab->naggs == 0) {
     list_remove((void **)ts->tabs, &ts->ntabs, a->tab);
@@ -481,6 +487,7 @@ int tally_sqlite_drop(tally_sqlite *ts, const char *name) {
     return TALLY_EINVAL;
   sqlite3_stmt *st = NULL;
   char *tbl = NULL;
+  tsq_ckpt_scratch_free(ts);
   int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
   if (rc != TALLY_OK)
     return rc;
@@ -577,6 +584,7 @@ int tally_sqlite_begin(tally_sqlite *ts) {
     return TALLY_EINVAL;
   if (ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN;
+  tsq_ckpt_scratch_free(ts);
   int rc = ctl(ts, CTL_BEGIN_IMMEDIATE);
   if (rc != TALLY_OK)
     return rc;
@@ -675,6 +683,7 @@ int tally_sqlite_read_begin(tally_sqlite *ts) {
     return TALLY_EINVAL;
   if (ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN;
+  tsq_ckpt_scratch_free(ts);
   int rc = ctl(ts, CTL_BEGIN);
   if (rc == TALLY_OK)
     rc = sync_all(ts, false); /* its first statement starts the snapshot */
@@ -703,6 +712,8 @@ int tally_sqlite_read_end(tally_sqlite *ts) {
 int tally_sqlite_refresh(tally_sqlite *ts) {
   if (ts == NULL)
     return TALLY_EINVAL;
+  if (ts->ld_buf != NULL || ts->ld_ents != NULL)
+    tsq_ckpt_scratch_free(ts);
   if (ts->txn == TSQ_WRITE)
     return write_sync(ts);
   if (ts->txn == TSQ_READ)
@@ -732,6 +743,7 @@ int tally_sqlite_refresh(tally_sqlite *ts) {
 int tally_sqlite_checkpoint(tally_sqlite *ts) {
   if (ts == NULL || ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EINVAL;
+  tsq_ckpt_scratch_free(ts);
   int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
   if (rc != TALLY_OK)
     return rc;
@@ -759,6 +771,7 @@ int tally_sqlite_verify(tally_sqlite *ts, const char *name,
   bool own = ts->txn == TSQ_NONE;
   if (own && !sqlite3_get_autocommit(ts->db))
     return TALLY_EINVAL;
+  tsq_ckpt_scratch_free(ts);
   int rc = own ? tsq_exec(ts, "BEGIN") : TALLY_OK;
   bool ok = false;
   if (rc == TALLY_OK)
@@ -785,6 +798,7 @@ int tally_sqlite_rebuild(tally_sqlite *ts, const char *name) {
   if (name != NULL && (target = agg_find(ts, name)) == NULL)
     return TALLY_ENOTFOUND;
   tsq_catchup_forget(ts); /* tables are about to be re-described */
+  tsq_ckpt_scratch_free(ts);
   int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
   if (rc != TALLY_OK)
     return rc;

@@ -182,6 +182,13 @@ struct tally_sqlite {
   uint64_t kept_from, kept_last; /* it covers log rows (from, last] */
   tsq_table *kept_tab;           /* of this table only */
   bool kept_any;                 /* it holds rows or a rebuild mark */
+  /* checkpoint-load scratch (checkpoint.c): the stream and the entries of
+   * the last load, kept for the next attach while checkpoints remain that
+   * this handle has not attached; freed by any other call */
+  unsigned char *ld_buf;
+  size_t ld_cap;
+  tally_entry *ld_ents;
+  size_t ld_ecap;
   /* diagnostics */
   int errcode;
   char errmsg[256];
@@ -261,6 +268,11 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a);
 /* Load a's checkpoint into a (cleared first). *loaded false (and a
  * empty) when there is none or it is unusable (counted in stats). */
 int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded);
+/* Free the checkpoint-load scratch (a no-op when there is none). */
+void tsq_ckpt_scratch_free(tally_sqlite *ts);
+/* After an attach: keep the scratch only while the database holds
+ * checkpoints this handle has not attached (more attaches may follow). */
+int tsq_ckpt_scratch_trim(tally_sqlite *ts);
 /* Delete log rows every checkpoint has passed (write transaction). */
 int tsq_prune(tally_sqlite *ts);
 
