@@ -511,13 +511,18 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
   r.ents = ts->ld_ents; /* the scratch of the previous load, if kept */
   r.cap = ts->ld_ecap;
   if (rc == TALLY_OK && !bad && total > ts->ld_cap) {
+    /* half again as much, so that the next attach's somewhat larger
+     * checkpoint fits too (pages never written cost no faults) */
+    size_t cap = total <= SIZE_MAX / 3 * 2 ? total + total / 2 : total;
     tsq_free(m, ts->ld_buf); /* nothing in it to keep: no realloc copy */
     ts->ld_cap = 0;
-    ts->ld_buf = tsq_malloc(m, total);
+    ts->ld_buf = tsq_malloc(m, cap);
+    if (ts->ld_buf == NULL && cap > total)
+      ts->ld_buf = tsq_malloc(m, cap = total);
     if (ts->ld_buf == NULL)
       rc = TALLY_ENOMEM;
     else
-      ts->ld_cap = total;
+      ts->ld_cap = cap;
   }
   if (total > 0)
     r.buf = ts->ld_buf;
