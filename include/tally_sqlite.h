@@ -73,7 +73,9 @@
 extern "C" {
 #endif
 
-/* Version of the checkpoint format this build writes and accepts. */
+/* Version of the tally tables' layout this build writes and accepts (the
+ * checkpoint rows carry their own version: one of another version is
+ * rebuilt, not refused). */
 #define TALLY_SQLITE_FORMAT 1
 
 /* ------------------------------------------------------------------------ */
@@ -311,7 +313,14 @@ TALLY_API const char *tally_sqlite_errmsg(const tally_sqlite *ts);
  *         row: tally_table_hook_error(t)); TALLY_EBADKEY; TALLY_ENOMEM; the
  *         write errors of tally_table_*. On error t is empty and nothing is
  *         attached. O(checkpoint items + log rows after it), or O(rows B
- *         log n) when it backfills.
+ *         log n) when it backfills. Attaches of one table one after the
+ *         other from checkpoints of the same log position read the log
+ *         after it once. Memory: while the database holds checkpoints this
+ *         handle has not attached yet, the handle keeps the buffers of its
+ *         last checkpoint load for the next attach (about the checkpoint's
+ *         size plus 40 bytes per item of its largest namespace); the last
+ *         such attach, and any later begin, read_begin, refresh,
+ *         checkpoint, verify, rebuild, detach, drop or close free them.
  */
 TALLY_API int tally_sqlite_attach(tally_sqlite *ts, const char *name,
                                   const char *table, tally_table *t);

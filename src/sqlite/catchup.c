@@ -33,6 +33,17 @@
  *  3. The log is contiguous above the prune mark; a first row whose seq is
  *     not position + 1 makes the catch-up look at the mark, and a position
  *     below it makes it reload from the checkpoints (TSQ_PRUNED).
+ *  4. Aggregates restored one after the other (attach after attach, each
+ *     from its checkpoint) read the log once: the touched set of a
+ *     catch-up of one aggregate is kept (ts->kept: the rows (kept_from,
+ *     kept_last] of kept_tab), and the next catch-up of one aggregate of
+ *     that table from kept_from reads only the rows after kept_last into
+ *     it, after checking kept_from against the prune mark. Log rows up to
+ *     a snapshot's head never change (one writer at a time; pruning stops
+ *     below every checkpoint), and the rows themselves are re-read in the
+ *     current snapshot, so the kept set is as good as a fresh read. Any
+ *     other catch-up that reads a row, a refill, a rollback, a detach or a
+ *     rebuild drops it.
  */
 #include <string.h>
 
@@ -63,6 +74,7 @@ void tsq_scratch_free(tally_sqlite *ts) {
   ts->row_new.vals = NULL;
   ts->ntouch = ts->touch_cap = ts->hash_cap = 0;
   ts->vals_cap = 0;
+  ts->kept = false;
 }
 
 /* Room for rows of n columns in row_old / row_new. */
@@ -100,6 +112,23 @@ static void touch_reset(tally_sqlite *ts) {
   ts->touch_buf.len = 0;
   for (size_t i = 0; i < ts->ntabs; i++)
     ts->tabs[i]->rebuild = false;
+  ts->kept = false;
+}
+
+void tsq_catchup_forget(tally_sqlite *ts) {
+  if (ts->kept)
+    touch_reset(ts);
+}
+
+/* Whether the log was pruned past position from. */
+static int pruned_past(tally_sqlite *ts, uint64_t from, bool *pruned) {
+  int p = sqlite3_step(ts->st_pruned);
+  int64_t mark = p == SQLITE_ROW ? sqlite3_column_int64(ts->st_pruned, 0) : 0;
+  sqlite3_reset(ts->st_pruned);
+  if (p != SQLITE_ROW)
+    return tsq_db_err(ts, p);
+  *pruned = (int64_t)from < mark;
+  return TALLY_OK;
 }
 
 static int touch_grow(tally_sqlite *ts) {
@@ -342,7 +371,7 @@ static int apply_all(tally_sqlite *ts, tsq_agg *only) {
 /* Read the log after from; fill the touched set. *last: the last seq read
  * (from if none). */
 static int read_log(tally_sqlite *ts, uint64_t from, tsq_agg *only,
-                    uint64_t *last, uint64_t *nread) {
+                    bool reuse, uint64_t *last, uint64_t *nread) {
   sqlite3_stmt *st = ts->st_log;
   int rc = TALLY_OK, s;
   bool first = true;
@@ -351,21 +380,16 @@ static int read_log(tally_sqlite *ts, uint64_t from, tsq_agg *only,
   sqlite3_bind_int64(st, 1, (int64_t)from);
   while ((s = sqlite3_step(st)) == SQLITE_ROW) {
     uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
-    if (first && seq != from + 1) {
-      /* a gap: pruned past us? */
-      int p = sqlite3_step(ts->st_pruned);
-      int64_t mark = p == SQLITE_ROW ? sqlite3_column_int64(ts->st_pruned, 0)
-                                     : 0;
-      sqlite3_reset(ts->st_pruned);
-      if (p != SQLITE_ROW) {
-        rc = tsq_db_err(ts, p);
-        break;
-      }
-      if ((int64_t)from < mark) {
+    if (first && seq != from + 1) { /* a gap: pruned past us? */
+      bool pruned = false;
+      rc = pruned_past(ts, from, &pruned);
+      if (rc == TALLY_OK && pruned)
         rc = TSQ_PRUNED;
+      if (rc != TALLY_OK)
         break;
-      }
     }
+    if (first && ts->kept && !reuse)
+      touch_reset(ts); /* a kept set this catch-up does not extend */
     first = false;
     *last = seq;
     (*nread)++;
@@ -401,12 +425,30 @@ int tsq_catchup(tally_sqlite *ts, tsq_agg *only, bool in_txn) {
   uint64_t last = from, nread = 0;
   bool refill = false;
   for (size_t i = 0; i < ts->ntabs; i++)
-    if (ts->tabs[i]->refill && (only == NULL || only->tab == ts->tabs[i])) {
-      ts->tabs[i]->rebuild = true;
+    if (ts->tabs[i]->refill && (only == NULL || only->tab == ts->tabs[i]))
       refill = true;
-    }
-  int rc = read_log(ts, from, only, &last, &nread);
-  if (rc == TALLY_OK && (nread > 0 || refill)) {
+  if (refill)
+    tsq_catchup_forget(ts);
+  for (size_t i = 0; refill && i < ts->ntabs; i++)
+    if (ts->tabs[i]->refill && (only == NULL || only->tab == ts->tabs[i]))
+      ts->tabs[i]->rebuild = true;
+  /* invariant 4: the kept set of the same table from the same position */
+  bool reuse = ts->kept && only != NULL && only->tab == ts->kept_tab &&
+               from == ts->kept_from;
+  if (!reuse && only != NULL)
+    tsq_catchup_forget(ts); /* this one starts a new kept set */
+  int rc = TALLY_OK;
+  if (reuse) {
+    bool pruned = false;
+    rc = pruned_past(ts, from, &pruned);
+    if (rc == TALLY_OK && pruned)
+      rc = TSQ_PRUNED;
+  }
+  if (rc == TALLY_OK)
+    rc = read_log(ts, reuse ? ts->kept_last : from, only, reuse, &last,
+                  &nread);
+  bool any = nread > 0 || refill || (reuse && ts->kept_any);
+  if (rc == TALLY_OK && any) {
     ts->stats.log_rows += nread;
     ts->stats.catchups++;
     size_t begun = 0;
@@ -429,7 +471,15 @@ int tsq_catchup(tally_sqlite *ts, tsq_agg *only, bool in_txn) {
         tally_agg_rollback(agg);
     }
   }
-  touch_reset(ts);
+  if (rc == TALLY_OK && only != NULL) { /* keep it for the next one */
+    ts->kept = true;
+    ts->kept_from = from;
+    ts->kept_last = last;
+    ts->kept_tab = only->tab;
+    ts->kept_any = ts->ntouch > 0 || only->tab->rebuild;
+  } else if (any || !ts->kept || rc != TALLY_OK) {
+    touch_reset(ts);
+  }
   if (rc != TALLY_OK)
     return rc;
   for (size_t i = 0; refill && i < ts->ntabs; i++)

@@ -92,6 +92,7 @@ static void db_rollback(tally_sqlite *ts) {
     sqlite3_exec(ts->db, "ROLLBACK", NULL, NULL, NULL);
   ts->dv_known = false;
   tsq_shm_forget(ts);
+  tsq_catchup_forget(ts);
 }
 
 /* Remember the connection's data version and change count: while both
@@ -195,6 +196,7 @@ void tally_sqlite_close(tally_sqlite *ts) {
   tsq_shm_free(ts);
   tsq_store_free(ts);
   tsq_scratch_free(ts);
+  tsq_ckpt_scratch_free(ts);
   tsq_mem m = ts->mem;
   tsq_free(&m, ts);
 }
@@ -261,6 +263,7 @@ static int reload_all(tally_sqlite *ts) {
     bool bf = false;
     rc = agg_restore(ts, ts->aggs[i], &bf);
   }
+  tsq_ckpt_scratch_free(ts);
   if (rc != TALLY_OK)
     return rc;
   for (size_t i = 0; i < ts->naggs; i++)
@@ -441,6 +444,8 @@ int tally_sqlite_attach(tally_sqlite *ts, const char *name, const char *table,
     if (rc == TALLY_OK)
       ts->applied = head;
   }
+  if (rc == TALLY_OK) /* more attaches to come? else free the scratch */
+    rc = tsq_ckpt_scratch_trim(ts);
   int cookie = 0; /* after our own DDL: not a change to react to */
   if (rc == TALLY_OK)
     rc = tsq_cookie(ts, &cookie);
@@ -466,6 +471,7 @@ int tally_sqlite_attach(tally_sqlite *ts, const char *name, const char *table,
   }
   tally_agg_clear_all(tally_table_agg(t));
   agg_free(ts, a);
+  tsq_ckpt_scratch_free(ts);
   ts->dv_known = false;
   return rc;
 }
@@ -476,6 +482,8 @@ int tally_sqlite_detach(tally_sqlite *ts, const char *name) {
   tsq_agg *a = agg_find(ts, name);
   if (a == NULL)
     return TALLY_ENOTFOUND;
+  tsq_catchup_forget(ts); /* it may point at the table freed below */
+  tsq_ckpt_scratch_free(ts);
   list_remove((void **)ts->aggs, &ts->naggs, a);
   if (--a->tab->naggs == 0) {
     list_remove((void **)ts->tabs, &ts->ntabs, a->tab);
@@ -491,6 +499,7 @@ int tally_sqlite_drop(tally_sqlite *ts, const char *name) {
     return TALLY_EINVAL;
   sqlite3_stmt *st = NULL;
   char *tbl = NULL;
+  tsq_ckpt_scratch_free(ts);
   int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
   if (rc != TALLY_OK)
     return rc;
@@ -589,6 +598,7 @@ int tally_sqlite_begin(tally_sqlite *ts) {
   if (ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN;
   tsq_shm_write_begin(ts);
+  tsq_ckpt_scratch_free(ts);
   int rc = ctl(ts, CTL_BEGIN_IMMEDIATE);
   if (rc != TALLY_OK)
     return rc;
@@ -688,6 +698,7 @@ int tally_sqlite_read_begin(tally_sqlite *ts) {
     return TALLY_EINVAL;
   if (ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EBADTXN;
+  tsq_ckpt_scratch_free(ts);
   int rc = ctl(ts, CTL_BEGIN);
   if (rc == TALLY_OK)
     rc = sync_all(ts, false); /* its first statement starts the snapshot */
@@ -716,6 +727,8 @@ int tally_sqlite_read_end(tally_sqlite *ts) {
 int tally_sqlite_refresh(tally_sqlite *ts) {
   if (ts == NULL)
     return TALLY_EINVAL;
+  if (ts->ld_buf != NULL || ts->ld_ents != NULL)
+    tsq_ckpt_scratch_free(ts);
   if (ts->txn == TSQ_WRITE)
     return write_sync(ts);
   if (ts->txn == TSQ_READ)
@@ -755,6 +768,7 @@ int tally_sqlite_refresh(tally_sqlite *ts) {
 int tally_sqlite_checkpoint(tally_sqlite *ts) {
   if (ts == NULL || ts->txn != TSQ_NONE || !sqlite3_get_autocommit(ts->db))
     return TALLY_EINVAL;
+  tsq_ckpt_scratch_free(ts);
   int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
   if (rc != TALLY_OK)
     return rc;
@@ -783,6 +797,7 @@ int tally_sqlite_verify(tally_sqlite *ts, const char *name,
   bool own = ts->txn == TSQ_NONE;
   if (own && !sqlite3_get_autocommit(ts->db))
     return TALLY_EINVAL;
+  tsq_ckpt_scratch_free(ts);
   int rc = own ? tsq_exec(ts, "BEGIN") : TALLY_OK;
   bool ok = false;
   if (rc == TALLY_OK)
@@ -808,6 +823,8 @@ int tally_sqlite_rebuild(tally_sqlite *ts, const char *name) {
   tsq_agg *target = NULL;
   if (name != NULL && (target = agg_find(ts, name)) == NULL)
     return TALLY_ENOTFOUND;
+  tsq_catchup_forget(ts); /* tables are about to be re-described */
+  tsq_ckpt_scratch_free(ts);
   int rc = tsq_exec(ts, "BEGIN IMMEDIATE");
   if (rc != TALLY_OK)
     return rc;

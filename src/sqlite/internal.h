@@ -87,6 +87,10 @@ void tsq_row_from_stmt(tally_sqlite_row *row, sqlite3_stmt *st, int first,
 int tsq_image_decode(const tsq_mem *m, const char *img, size_t len, int n,
                      tsq_val *vals, tsq_buf *buf);
 
+/* Version of the checkpoint rows (tally_checkpoint.version) this build
+ * writes and accepts; others are rebuilt (checkpoint.c). */
+#define TSQ_CKPT_VERSION 2
+
 /* 64-bit FNV-1a, continuing from h (start with TSQ_HASH_INIT). */
 #define TSQ_HASH_INIT 0xcbf29ce484222325ULL
 uint64_t tsq_hash(uint64_t h, const void *data, size_t n);
@@ -190,6 +194,19 @@ struct tally_sqlite {
   tsq_val *vals_old;
   int vals_cap;
   tsq_buf img_buf;
+  /* the touched set of the last catch-up of a single aggregate, kept for
+   * the next one restored from the same position (see catchup.c) */
+  bool kept;
+  uint64_t kept_from, kept_last; /* it covers log rows (from, last] */
+  tsq_table *kept_tab;           /* of this table only */
+  bool kept_any;                 /* it holds rows or a rebuild mark */
+  /* checkpoint-load scratch (checkpoint.c): the stream and the entries of
+   * the last load, kept for the next attach while checkpoints remain that
+   * this handle has not attached; freed by any other call */
+  unsigned char *ld_buf;
+  size_t ld_cap;
+  tally_entry *ld_ents;
+  size_t ld_ecap;
   /* diagnostics */
   int errcode;
   char errmsg[256];
@@ -253,6 +270,9 @@ int tsq_table_sig(tally_sqlite *ts, const char *table, char **sig);
  * are inside the caller's open aggregate transactions (write transaction
  * of the handle); otherwise the catch-up runs in its own and commits. */
 int tsq_catchup(tally_sqlite *ts, tsq_agg *only, bool in_txn);
+/* Drop the kept touched set (before anything that could make it wrong:
+ * a rollback, a detach, a table re-described). */
+void tsq_catchup_forget(tally_sqlite *ts);
 /* Fill agg from its table (clears it first), in the current snapshot. */
 int tsq_backfill(tally_sqlite *ts, tsq_agg *a);
 /* Head of the log in the current snapshot (0 when empty). */
@@ -266,6 +286,11 @@ int tsq_ckpt_write(tally_sqlite *ts, tsq_agg *a);
 /* Load a's checkpoint into a (cleared first). *loaded false (and a
  * empty) when there is none or it is unusable (counted in stats). */
 int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded);
+/* Free the checkpoint-load scratch (a no-op when there is none). */
+void tsq_ckpt_scratch_free(tally_sqlite *ts);
+/* After an attach: keep the scratch only while the database holds
+ * checkpoints this handle has not attached (more attaches may follow). */
+int tsq_ckpt_scratch_trim(tally_sqlite *ts);
 /* Delete log rows every checkpoint has passed (write transaction). */
 int tsq_prune(tally_sqlite *ts);
 

@@ -99,8 +99,23 @@ void tsq_buf_free(const tsq_mem *m, tsq_buf *b) {
 
 /* ---- readers ----------------------------------------------------------- */
 
+/* Column names compare as SQLite compares them: ASCII letters without
+ * regard to case, every other byte exactly. Inline, because extractors
+ * look columns up by name on every call. */
 static int row_name_eq(const char *a, const char *b) {
-  return sqlite3_stricmp(a, b) == 0;
+  for (;; a++, b++) {
+    unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
+    if (x != y) {
+      if (x >= 'A' && x <= 'Z')
+        x = (unsigned char)(x + ('a' - 'A'));
+      if (y >= 'A' && y <= 'Z')
+        y = (unsigned char)(y + ('a' - 'A'));
+      if (x != y)
+        return 0;
+    }
+    if (x == 0)
+      return 1;
+  }
 }
 
 int tally_sqlite_row_columns(const tally_sqlite_row *row) {

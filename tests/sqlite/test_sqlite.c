@@ -416,6 +416,11 @@ static void test_reopen_without_scan(void **state) {
   assert_int_equal(s.backfills, 0);
   assert_int_equal(s.checkpoint_loads, 2);
   assert_int_equal(s.checkpoint_bad, 0);
+  /* the log after the checkpoints was read once for both aggregates */
+  assert_int_equal(s.log_rows,
+                   tt_query_int(e.db, "SELECT count(*) FROM tally_log WHERE "
+                                      "seq > (SELECT min(seq) FROM "
+                                      "tally_checkpoint WHERE part = 0)"));
   /* only the 39 rows touched after the checkpoint went through extractors */
   assert_true(tt_extract_calls - calls <= 2 * 2 * 39);
   assert_true(tt_fingerprint(e.by_score) == fp1);
@@ -514,6 +519,17 @@ static void test_damaged_checkpoints(void **state) {
   damaged("wrong version",
           "UPDATE tally_checkpoint SET version = 99 WHERE name = 'by_score'",
           -1);
+  damaged("older checkpoint version (FNV-1a checksum)",
+          "UPDATE tally_checkpoint SET version = 1 WHERE name = 'by_score'",
+          -1);
+  damaged("absurd parts count",
+          "UPDATE tally_checkpoint SET parts = 4000000000000 WHERE name = "
+          "'by_score' AND part = 0",
+          -1);
+  damaged("parts count too large to pre-size from",
+          "UPDATE tally_checkpoint SET parts = 5000 WHERE name = "
+          "'by_score' AND part = 0",
+          -1);
   damaged("foreign table",
           "UPDATE tally_checkpoint SET tbl = 'other' WHERE name = 'by_score'",
           -1);
@@ -528,6 +544,69 @@ static void test_damaged_checkpoints(void **state) {
           "UPDATE tally_checkpoint SET data = randomblob(5000) WHERE name = "
           "'by_score' AND part = 1",
           -1);
+}
+
+/* A checkpoint of several parts (more than 1 MiB of items) loads part by
+ * part; damage in a later part, or parts cut at other places than the
+ * writer's (the same bytes, so the same checksum), are detected. */
+static void reopen_parts(const char *what, const char *sql, int expect_bad) {
+  const char *p = tt_path("parts");
+  char path[512];
+  snprintf(path, sizeof path, "%s", p);
+  tt_env e;
+  tt_env_open(&e, path, NULL);
+  tt_exec(e.db, "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 "
+                "FROM c WHERE i < 44999) INSERT INTO scores(player, game, "
+                "score, weight, tag) SELECT 'p' || i, 'g' || (i % 3), "
+                "(i * 37) % 101, (i % 7) + 0.5, x'0100' FROM c");
+  assert_int_equal(tally_sqlite_refresh(e.ts), TALLY_OK);
+  assert_int_equal(tally_sqlite_checkpoint(e.ts), TALLY_OK);
+  assert_true(tt_query_int(e.db, "SELECT parts FROM tally_checkpoint WHERE "
+                                 "name = 'by_score' AND part = 0") >= 2);
+  uint64_t fp = tt_fingerprint(e.by_score);
+  tt_env_close(&e);
+  if (sql != NULL) {
+    sqlite3 *db = tt_open_db(path);
+    tt_exec(db, sql);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+  }
+  tt_env_open(&e, path, NULL);
+  tally_sqlite_stats s = stats(e.ts);
+  if ((int)s.checkpoint_bad != expect_bad)
+    fprintf(stderr, "%s: bad %llu\n", what,
+            (unsigned long long)s.checkpoint_bad);
+  assert_int_equal(s.checkpoint_bad, expect_bad);
+  assert_int_equal(s.checkpoint_loads, 2 - expect_bad);
+  assert_int_equal(s.backfills, expect_bad);
+  assert_true(tt_fingerprint(e.by_score) == fp);
+  assert_int_equal(tt_differences(&e), 0);
+  tt_env_close(&e);
+}
+
+static void test_checkpoint_parts(void **state) {
+  (void)state;
+  reopen_parts("intact", NULL, 0);
+  reopen_parts("bit flip in part 2",
+               "UPDATE tally_checkpoint SET data = substr(data, 1, 999) || "
+               "x'ff' || substr(data, 1001) WHERE name = 'by_score' AND "
+               "part = 2",
+               1);
+  /* part 1's last 100 bytes moved to the front of part 2: the stream is
+   * the same, but part 1 is no longer a whole chunk */
+  reopen_parts("parts cut elsewhere",
+               "UPDATE tally_checkpoint SET data = (SELECT substr(c.data, "
+               "1048477) FROM tally_checkpoint AS c WHERE c.name = "
+               "'by_score' AND c.part = 1) || data WHERE name = 'by_score' "
+               "AND part = 2; UPDATE tally_checkpoint SET data = "
+               "substr(data, 1, 1048476) WHERE name = 'by_score' AND "
+               "part = 1",
+               1);
+  reopen_parts("empty part appended",
+               "INSERT INTO tally_checkpoint(name, part, data) SELECT name, "
+               "parts + 1, x'' FROM tally_checkpoint WHERE name = "
+               "'by_score' AND part = 0; UPDATE tally_checkpoint SET parts "
+               "= parts + 1 WHERE name = 'by_score' AND part = 0",
+               1);
 }
 
 /* A handle lagging behind a prune reloads from the checkpoints. */
@@ -1053,6 +1132,7 @@ int main(void) {
       cmocka_unit_test(test_read_snapshot),
       cmocka_unit_test(test_reopen_without_scan),
       cmocka_unit_test(test_damaged_checkpoints),
+      cmocka_unit_test(test_checkpoint_parts),
       cmocka_unit_test(test_pruned_lagging),
       cmocka_unit_test(test_bypass_detected),
       cmocka_unit_test(test_checkpoint_every),

@@ -37,6 +37,11 @@ static void test_build_and_read(void **state) {
   assert_null(tally_sqlite_row_name(NULL, 0));
   assert_int_equal(tally_sqlite_row_index(r, "T"), 2);
   assert_int_equal(tally_sqlite_row_index(r, "zz"), TALLY_ENOTFOUND);
+  /* a prefix or an extension of a name is another name */
+  assert_int_equal(tally_sqlite_row_index(r, "DI"), 5);
+  assert_int_equal(tally_sqlite_row_index(r, "dI"), 5);
+  assert_int_equal(tally_sqlite_row_index(r, "dii"), TALLY_ENOTFOUND);
+  assert_int_equal(tally_sqlite_row_index(r, ""), TALLY_ENOTFOUND);
   assert_int_equal(tally_sqlite_row_index(r, NULL), TALLY_EINVAL);
   assert_int_equal(tally_sqlite_row_index(NULL, "i"), TALLY_EINVAL);
   assert_int_equal(tally_sqlite_row_type(r, 0), SQLITE_INTEGER);
