@@ -1422,7 +1422,8 @@ static int agg_batch(const tally_agg *agg, const tally_query *q, size_t n,
       return stop;
     if (m < AGG_CHUNK) {
       memmove(&ed[m], &ed[AGG_CHUNK], m * sizeof ed[0]);
-      memmove(&tr[m], &tr[AGG_CHUNK], m * sizeof tr[0]);
+      for (i = 0; i < m; i++) /* forward: the source is ahead */
+        tr[m + i] = tr[AGG_CHUNK + i];
     }
     tally__tree_rank_batch(tr, ed, 2 * m, rk);
     if (kind == AGG_BATCH_COUNT) {
