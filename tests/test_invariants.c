@@ -97,8 +97,8 @@ static void test_agg_map_capacity(void **state) {
   tally_agg_free(agg);
 }
 
-static void test_agg_undo_outside_txn(void **state) {
-  (void)state;
+/* Two namespaces, then a transaction holding one insert (validates). */
+static tally_agg *one_write_in_txn(void) {
   tally_agg *agg = two_namespaces();
   unsigned char b[8];
   assert_int_equal(tally_agg_begin(agg), TALLY_OK);
@@ -106,6 +106,12 @@ static void test_agg_undo_outside_txn(void **state) {
                                     tally_id_int(99, b), 1.0),
                    TALLY_OK);
   agg_passes(agg);
+  return agg;
+}
+
+static void test_agg_undo_outside_txn(void **state) {
+  (void)state;
+  tally_agg *agg = one_write_in_txn();
   agg->in_txn = false; /* records left behind by a "closed" transaction */
   agg_fails(agg, "invariant 4");
   agg->in_txn = true;
@@ -116,13 +122,7 @@ static void test_agg_undo_outside_txn(void **state) {
 
 static void test_agg_undo_records_inside_txn(void **state) {
   (void)state;
-  tally_agg *agg = two_namespaces();
-  unsigned char b[8];
-  assert_int_equal(tally_agg_begin(agg), TALLY_OK);
-  assert_int_equal(tally_agg_insert(agg, NULL, TALLY_KEY_INT(99),
-                                    tally_id_int(99, b), 1.0),
-                   TALLY_OK);
-  agg_passes(agg);
+  tally_agg *agg = one_write_in_txn();
   size_t n = agg->cx.undo.n;
   assert_true(n > 0);
   agg->cx.undo.n = agg->cx.undo.cap + 1; /* more records than its array */
