@@ -45,9 +45,10 @@
  *     other catch-up that reads a row, a refill, a rollback, a detach or a
  *     rebuild drops it.
  *  5. The first apply of a kept set also saves each touched row as the
- *     table holds it (tsq_touch.now_state / now, in now_buf), and the next
- *     catch-up from that set applies the saved row instead of reading the
- *     table and decoding the image again. The saved rows stay right while
+ *     table holds it and its decoded previous image (tsq_touch.now_state,
+ *     now, old_at, in now_buf), and the next catch-up from that set
+ *     applies the saved rows instead of reading the table and decoding the
+ *     image again. The saved rows stay right while
  *     the log does not grow past kept_last: every change of a captured
  *     row writes a log row, and a catch-up that reads one more row into
  *     the kept set forgets every saved row (now_forget) before it applies.
@@ -131,46 +132,64 @@ static void now_forget(tally_sqlite *ts) {
   ts->now_buf.len = 0;
 }
 
-/* Save row (NULL: gone) as touched row t's current one; on a failure t
- * stays unknown, which only costs a read of the table later. */
-static void now_save(tally_sqlite *ts, tsq_touch *t,
-                     const tally_sqlite_row *row) {
-  if (row == NULL) {
-    t->now_state = TSQ_NOW_GONE;
-    return;
-  }
-  size_t start = ts->now_buf.len;
-  int rc = TALLY_OK;
-  for (int i = 0; rc == TALLY_OK && i < row->ncols; i++) {
+/* Append row's values to now_buf; *off: where they start. */
+static int row_save(tally_sqlite *ts, const tally_sqlite_row *row,
+                    size_t *off) {
+  size_t need = 0;
+  for (int i = 0; i < row->ncols; i++) {
     const tsq_val *v = &row->vals[i];
-    unsigned char type = (unsigned char)v->type;
-    rc = tsq_buf_put(&ts->mem, &ts->now_buf, &type, 1);
-    if (rc != TALLY_OK)
-      break;
+    need += 1;
+    if (v->type == SQLITE_INTEGER || v->type == SQLITE_FLOAT)
+      need += 8;
+    else if (v->type == SQLITE_TEXT || v->type == SQLITE_BLOB)
+      need += sizeof(uint64_t) + v->n + 1;
+  }
+  int rc = tsq_buf_reserve(&ts->mem, &ts->now_buf, need);
+  if (rc != TALLY_OK)
+    return rc;
+  *off = ts->now_buf.len;
+  unsigned char *p = ts->now_buf.p + ts->now_buf.len;
+  for (int i = 0; i < row->ncols; i++) {
+    const tsq_val *v = &row->vals[i];
+    *p++ = (unsigned char)v->type;
     if (v->type == SQLITE_INTEGER) {
-      rc = tsq_buf_put(&ts->mem, &ts->now_buf, &v->i, sizeof v->i);
+      memcpy(p, &v->i, 8);
+      p += 8;
     } else if (v->type == SQLITE_FLOAT) {
-      rc = tsq_buf_put(&ts->mem, &ts->now_buf, &v->d, sizeof v->d);
+      memcpy(p, &v->d, 8);
+      p += 8;
     } else if (v->type == SQLITE_TEXT || v->type == SQLITE_BLOB) {
-      static const unsigned char nul = 0;
       uint64_t n = v->n;
-      rc = tsq_buf_put(&ts->mem, &ts->now_buf, &n, sizeof n);
-      if (rc == TALLY_OK && n > 0)
-        rc = tsq_buf_put(&ts->mem, &ts->now_buf, v->p, v->n);
-      if (rc == TALLY_OK)
-        rc = tsq_buf_put(&ts->mem, &ts->now_buf, &nul, 1);
+      memcpy(p, &n, sizeof n);
+      p += sizeof n;
+      if (n > 0)
+        memcpy(p, v->p, v->n);
+      p += v->n;
+      *p++ = 0;
     }
   }
+  ts->now_buf.len += need;
+  return TALLY_OK;
+}
+
+/* Save the rows a touched row t was applied with (old: the decoded image,
+ * NULL if none; nw: the table's row, NULL: gone). On a failure t stays
+ * unknown, which only costs a read of the table later. */
+static void now_save(tally_sqlite *ts, tsq_touch *t,
+                     const tally_sqlite_row *old, const tally_sqlite_row *nw) {
+  size_t start = ts->now_buf.len;
+  int rc = old != NULL ? row_save(ts, old, &t->old_at) : TALLY_OK;
+  if (rc == TALLY_OK && nw != NULL)
+    rc = row_save(ts, nw, &t->now);
   if (rc != TALLY_OK) {
     ts->now_buf.len = start;
     t->now_state = TSQ_NOW_UNKNOWN;
     return;
   }
-  t->now = start;
-  t->now_state = TSQ_NOW_ROW;
+  t->now_state = nw != NULL ? TSQ_NOW_ROW : TSQ_NOW_GONE;
 }
 
-/* Fill row (room for n columns) from the row now_save stored at off. */
+/* Fill row (room for n columns) from the values row_save stored at off. */
 static void now_load(const tally_sqlite *ts, size_t off, int n,
                      tally_sqlite_row *row) {
   const unsigned char *p = ts->now_buf.p + off;
@@ -262,7 +281,7 @@ static int touch_add(tally_sqlite *ts, tsq_table *tab, int64_t rid,
   t->rid = rid;
   t->has_img = has_img;
   t->now_state = TSQ_NOW_UNKNOWN;
-  t->now = 0;
+  t->now = t->old_at = 0;
   t->img = ts->touch_buf.len;
   t->len = len;
   if (has_img) {
@@ -407,7 +426,14 @@ static int apply_all(tally_sqlite *ts, tsq_agg *only) {
     if (rc != TALLY_OK)
       break;
     const tally_sqlite_row *old = NULL, *nw = NULL;
-    if (t->has_img) {
+    if (t->has_img && t->now_state != TSQ_NOW_UNKNOWN) { /* invariant 5 */
+      ts->row_old.vals = ts->vals_old;
+      ts->row_old.ncols = tab->ncols;
+      ts->row_old.names = (const char **)tab->cols;
+      ts->row_old.owned = false;
+      now_load(ts, t->old_at, tab->ncols, &ts->row_old);
+      old = &ts->row_old;
+    } else if (t->has_img) {
       ts->row_old.vals = ts->vals_old;
       ts->row_old.ncols = tab->ncols;
       ts->row_old.names = (const char **)tab->cols;
@@ -444,7 +470,7 @@ static int apply_all(tally_sqlite *ts, tsq_agg *only) {
         rc = tsq_db_err(ts, s);
       }
       if (rc == TALLY_OK && only != NULL) /* a set to keep */
-        now_save(ts, t, nw);
+        now_save(ts, t, old, nw);
     }
     for (size_t k = 0; rc == TALLY_OK && k < ts->naggs; k++) {
       tsq_agg *a = ts->aggs[k];

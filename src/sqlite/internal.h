@@ -133,9 +133,10 @@ typedef struct tsq_touch {
   bool has_img; /* false: the row did not exist before */
   /* the row as the table holds it at kept_last, saved by the first apply
    * of a kept set (catchup.c, invariant 5): TSQ_NOW_UNKNOWN, _GONE, _ROW
-   * (its values at offset now in now_buf) */
+   * (its values at offset now in now_buf); when known and has_img, the
+   * decoded previous image at offset old_at */
   unsigned char now_state;
-  size_t now;
+  size_t now, old_at;
 } tsq_touch;
 
 enum { TSQ_NOW_UNKNOWN = 0, TSQ_NOW_GONE = 1, TSQ_NOW_ROW = 2 };
