@@ -48,10 +48,10 @@
  *     table holds it and its decoded previous image (tsq_touch.now_state,
  *     now, old_at, in now_buf), and the next catch-up from that set
  *     applies the saved rows instead of reading the table and decoding the
- *     image again. The saved rows stay right while
- *     the log does not grow past kept_last: every change of a captured
- *     row writes a log row, and a catch-up that reads one more row into
- *     the kept set forgets every saved row (now_forget) before it applies.
+ *     image again. The saved rows stay right while the log does not grow
+ *     past kept_last: every change of a captured row writes a log row, and
+ *     a catch-up that reads one more row into the kept set forgets every
+ *     saved row (now_forget) before it applies.
  */
 #include <string.h>
 
