@@ -44,6 +44,14 @@
  *     current snapshot, so the kept set is as good as a fresh read. Any
  *     other catch-up that reads a row, a refill, a rollback, a detach or a
  *     rebuild drops it.
+ *  5. The first apply of a kept set also saves each touched row as the
+ *     table holds it and its decoded previous image (tsq_touch.now_state,
+ *     now, old_at, in now_buf), and the next catch-up from that set
+ *     applies the saved rows instead of reading the table and decoding the
+ *     image again. The saved rows stay right while the log does not grow
+ *     past kept_last: every change of a captured row writes a log row, and
+ *     a catch-up that reads one more row into the kept set forgets every
+ *     saved row (now_forget) before it applies.
  */
 #include <string.h>
 
@@ -66,6 +74,7 @@ void tsq_scratch_free(tally_sqlite *ts) {
   tsq_free(&ts->mem, ts->hash);
   tsq_buf_free(&ts->mem, &ts->touch_buf);
   tsq_buf_free(&ts->mem, &ts->img_buf);
+  tsq_buf_free(&ts->mem, &ts->now_buf);
   tsq_free(&ts->mem, ts->vals_old);
   tsq_free(&ts->mem, ts->row_new.vals);
   ts->touch = NULL;
@@ -110,9 +119,100 @@ static void touch_reset(tally_sqlite *ts) {
   }
   ts->ntouch = 0;
   ts->touch_buf.len = 0;
+  ts->now_buf.len = 0;
   for (size_t i = 0; i < ts->ntabs; i++)
     ts->tabs[i]->rebuild = false;
   ts->kept = false;
+}
+
+/* Invariant 5: the saved rows no longer hold. */
+static void now_forget(tally_sqlite *ts) {
+  for (size_t i = 0; i < ts->ntouch; i++)
+    ts->touch[i].now_state = TSQ_NOW_UNKNOWN;
+  ts->now_buf.len = 0;
+}
+
+/* Append row's values to now_buf; *off: where they start. */
+static int row_save(tally_sqlite *ts, const tally_sqlite_row *row,
+                    size_t *off) {
+  size_t need = 0;
+  for (int i = 0; i < row->ncols; i++) {
+    const tsq_val *v = &row->vals[i];
+    need += 1;
+    if (v->type == SQLITE_INTEGER || v->type == SQLITE_FLOAT)
+      need += 8;
+    else if (v->type == SQLITE_TEXT || v->type == SQLITE_BLOB)
+      need += sizeof(uint64_t) + v->n + 1;
+  }
+  int rc = tsq_buf_reserve(&ts->mem, &ts->now_buf, need);
+  if (rc != TALLY_OK)
+    return rc;
+  *off = ts->now_buf.len;
+  unsigned char *p = ts->now_buf.p + ts->now_buf.len;
+  for (int i = 0; i < row->ncols; i++) {
+    const tsq_val *v = &row->vals[i];
+    *p++ = (unsigned char)v->type;
+    if (v->type == SQLITE_INTEGER) {
+      memcpy(p, &v->i, 8);
+      p += 8;
+    } else if (v->type == SQLITE_FLOAT) {
+      memcpy(p, &v->d, 8);
+      p += 8;
+    } else if (v->type == SQLITE_TEXT || v->type == SQLITE_BLOB) {
+      uint64_t n = v->n;
+      memcpy(p, &n, sizeof n);
+      p += sizeof n;
+      if (n > 0)
+        memcpy(p, v->p, v->n);
+      p += v->n;
+      *p++ = 0;
+    }
+  }
+  ts->now_buf.len += need;
+  return TALLY_OK;
+}
+
+/* Save the rows a touched row t was applied with (old: the decoded image,
+ * NULL if none; nw: the table's row, NULL: gone). On a failure t stays
+ * unknown, which only costs a read of the table later. */
+static void now_save(tally_sqlite *ts, tsq_touch *t,
+                     const tally_sqlite_row *old, const tally_sqlite_row *nw) {
+  size_t start = ts->now_buf.len;
+  int rc = old != NULL ? row_save(ts, old, &t->old_at) : TALLY_OK;
+  if (rc == TALLY_OK && nw != NULL)
+    rc = row_save(ts, nw, &t->now);
+  if (rc != TALLY_OK) {
+    ts->now_buf.len = start;
+    t->now_state = TSQ_NOW_UNKNOWN;
+    return;
+  }
+  t->now_state = nw != NULL ? TSQ_NOW_ROW : TSQ_NOW_GONE;
+}
+
+/* Fill row (room for n columns) from the values row_save stored at off. */
+static void now_load(const tally_sqlite *ts, size_t off, int n,
+                     tally_sqlite_row *row) {
+  const unsigned char *p = ts->now_buf.p + off;
+  for (int i = 0; i < n; i++) {
+    tsq_val *v = &row->vals[i];
+    v->type = *p++;
+    v->p = NULL;
+    v->n = 0;
+    if (v->type == SQLITE_INTEGER) {
+      memcpy(&v->i, p, sizeof v->i);
+      p += sizeof v->i;
+    } else if (v->type == SQLITE_FLOAT) {
+      memcpy(&v->d, p, sizeof v->d);
+      p += sizeof v->d;
+    } else if (v->type == SQLITE_TEXT || v->type == SQLITE_BLOB) {
+      uint64_t len;
+      memcpy(&len, p, sizeof len);
+      p += sizeof len;
+      v->p = v->type == SQLITE_BLOB && len == 0 ? NULL : p; /* as SQLite */
+      v->n = (size_t)len;
+      p += len + 1;
+    }
+  }
 }
 
 void tsq_catchup_forget(tally_sqlite *ts) {
@@ -180,6 +280,8 @@ static int touch_add(tally_sqlite *ts, tsq_table *tab, int64_t rid,
   t->tab = tab;
   t->rid = rid;
   t->has_img = has_img;
+  t->now_state = TSQ_NOW_UNKNOWN;
+  t->now = t->old_at = 0;
   t->img = ts->touch_buf.len;
   t->len = len;
   if (has_img) {
@@ -316,7 +418,7 @@ static int apply_one(tally_sqlite *ts, tsq_agg *a, int64_t rid,
 static int apply_all(tally_sqlite *ts, tsq_agg *only) {
   int rc = TALLY_OK;
   for (size_t i = 0; rc == TALLY_OK && i < ts->ntouch; i++) {
-    const tsq_touch *t = &ts->touch[i];
+    tsq_touch *t = &ts->touch[i];
     tsq_table *tab = t->tab;
     if (tab->rebuild)
       continue;
@@ -324,7 +426,14 @@ static int apply_all(tally_sqlite *ts, tsq_agg *only) {
     if (rc != TALLY_OK)
       break;
     const tally_sqlite_row *old = NULL, *nw = NULL;
-    if (t->has_img) {
+    if (t->has_img && t->now_state != TSQ_NOW_UNKNOWN) { /* invariant 5 */
+      ts->row_old.vals = ts->vals_old;
+      ts->row_old.ncols = tab->ncols;
+      ts->row_old.names = (const char **)tab->cols;
+      ts->row_old.owned = false;
+      now_load(ts, t->old_at, tab->ncols, &ts->row_old);
+      old = &ts->row_old;
+    } else if (t->has_img) {
       ts->row_old.vals = ts->vals_old;
       ts->row_old.ncols = tab->ncols;
       ts->row_old.names = (const char **)tab->cols;
@@ -342,22 +451,34 @@ static int apply_all(tally_sqlite *ts, tsq_agg *only) {
         break;
       old = &ts->row_old;
     }
-    sqlite3_stmt *st = tab->st_get;
-    sqlite3_bind_int64(st, 1, t->rid);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-      tsq_row_from_stmt(&ts->row_new, st, 0, tab->ncols,
-                        (const char **)tab->cols);
+    sqlite3_stmt *st = NULL;
+    if (t->now_state == TSQ_NOW_ROW) { /* invariant 5 */
+      ts->row_new.ncols = tab->ncols;
+      ts->row_new.names = (const char **)tab->cols;
+      ts->row_new.owned = false;
+      now_load(ts, t->now, tab->ncols, &ts->row_new);
       nw = &ts->row_new;
-    } else if (s != SQLITE_DONE) {
-      rc = tsq_db_err(ts, s);
+    } else if (t->now_state == TSQ_NOW_UNKNOWN) {
+      st = tab->st_get;
+      sqlite3_bind_int64(st, 1, t->rid);
+      int s = sqlite3_step(st);
+      if (s == SQLITE_ROW) {
+        tsq_row_from_stmt(&ts->row_new, st, 0, tab->ncols,
+                          (const char **)tab->cols);
+        nw = &ts->row_new;
+      } else if (s != SQLITE_DONE) {
+        rc = tsq_db_err(ts, s);
+      }
+      if (rc == TALLY_OK && only != NULL) /* a set to keep */
+        now_save(ts, t, old, nw);
     }
     for (size_t k = 0; rc == TALLY_OK && k < ts->naggs; k++) {
       tsq_agg *a = ts->aggs[k];
       if (a->tab == tab && (only == NULL || a == only))
         rc = apply_one(ts, a, t->rid, old, nw);
     }
-    sqlite3_reset(st);
+    if (st != NULL)
+      sqlite3_reset(st);
     ts->stats.rows_applied++;
   }
   for (size_t k = 0; rc == TALLY_OK && k < ts->naggs; k++) {
@@ -390,6 +511,8 @@ static int read_log(tally_sqlite *ts, uint64_t from, tsq_agg *only,
     }
     if (first && ts->kept && !reuse)
       touch_reset(ts); /* a kept set this catch-up does not extend */
+    else if (first && reuse)
+      now_forget(ts); /* invariant 5: rows changed since they were saved */
     first = false;
     *last = seq;
     (*nread)++;

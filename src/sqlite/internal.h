@@ -131,7 +131,15 @@ typedef struct tsq_touch {
   size_t img;   /* offset of the previous image in touch_buf */
   size_t len;   /* its length */
   bool has_img; /* false: the row did not exist before */
+  /* the row as the table holds it at kept_last, saved by the first apply
+   * of a kept set (catchup.c, invariant 5): TSQ_NOW_UNKNOWN, _GONE, _ROW
+   * (its values at offset now in now_buf); when known and has_img, the
+   * decoded previous image at offset old_at */
+  unsigned char now_state;
+  size_t now, old_at;
 } tsq_touch;
+
+enum { TSQ_NOW_UNKNOWN = 0, TSQ_NOW_GONE = 1, TSQ_NOW_ROW = 2 };
 
 enum { TSQ_NONE = 0, TSQ_READ = 1, TSQ_WRITE = 2 };
 
@@ -190,6 +198,7 @@ struct tally_sqlite {
   size_t *hash; /* open addressing: index + 1 into touch, 0 = empty */
   size_t hash_cap;
   tsq_buf touch_buf;
+  tsq_buf now_buf; /* current rows of the kept set (tsq_touch.now) */
   tally_sqlite_row row_old, row_new;
   tsq_val *vals_old;
   int vals_cap;

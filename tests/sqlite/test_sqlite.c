@@ -508,6 +508,51 @@ static void damaged(const char *what, const char *sql, int flip) {
   tt_env_close(&e);
 }
 
+/* Attaches one after the other share the rows read from the log and the
+ * table; rows changed by another connection between two attaches are read
+ * again, and both aggregates end up matching the table. */
+static void test_attach_after_change(void **state) {
+  (void)state;
+  const char *p = tt_path("attach_change");
+  char path[512];
+  snprintf(path, sizeof path, "%s", p);
+  tt_env e;
+  tt_env_open(&e, path, NULL);
+  insert_some(e.db, 0, 60);
+  assert_int_equal(tally_sqlite_checkpoint(e.ts), TALLY_OK);
+  /* log rows after the checkpoints: updates, inserts, deletes */
+  tt_exec(e.db, "UPDATE scores SET score = score + 1, player = player || 'u' "
+                "WHERE id % 4 = 0");
+  insert_some(e.db, 60, 10);
+  tt_exec(e.db, "DELETE FROM scores WHERE id % 9 = 1");
+  assert_int_equal(tally_sqlite_refresh(e.ts), TALLY_OK);
+  tt_env_close(&e);
+  for (int round = 0; round < 2; round++) {
+    sqlite3 *db = tt_open_db(path);
+    tally_sqlite *ts = NULL;
+    assert_int_equal(tally_sqlite_open(db, NULL, &ts), TALLY_OK);
+    tally_table *a = tt_new_by_score(), *b = tt_new_by_player();
+    assert_int_equal(tally_sqlite_attach(ts, "by_score", "scores", a),
+                     TALLY_OK);
+    if (round == 1) { /* another connection changes touched rows */
+      sqlite3 *other = tt_open_db(path);
+      tt_exec(other, "UPDATE scores SET score = score + 5, player = 'x' || "
+                     "player WHERE id % 4 = 0 AND id < 40");
+      tt_exec(other, "DELETE FROM scores WHERE id IN (4, 62)");
+      tt_exec(other, "UPDATE scores SET weight = 99.5 WHERE id = 64");
+      assert_int_equal(sqlite3_close(other), SQLITE_OK);
+    }
+    assert_int_equal(tally_sqlite_attach(ts, "by_player", "scores", b),
+                     TALLY_OK);
+    tally_sqlite_stats s = stats(ts);
+    assert_int_equal(s.backfills, 0);
+    assert_int_equal(s.checkpoint_bad, 0);
+    tt_env w = {db, ts, a, b};
+    assert_int_equal(tt_differences(&w), 0);
+    tt_env_close(&w);
+  }
+}
+
 static void test_damaged_checkpoints(void **state) {
   (void)state;
   damaged("truncated",
@@ -1131,6 +1176,7 @@ int main(void) {
       cmocka_unit_test(test_txn_errors),
       cmocka_unit_test(test_read_snapshot),
       cmocka_unit_test(test_reopen_without_scan),
+      cmocka_unit_test(test_attach_after_change),
       cmocka_unit_test(test_damaged_checkpoints),
       cmocka_unit_test(test_checkpoint_parts),
       cmocka_unit_test(test_pruned_lagging),
