@@ -514,7 +514,6 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
     pos = bt_descend(t, &pr, &ph, 1, &found);
     if (found)
       return TALLY_EEXISTS;
-    x = ph.nd[t->height - 1];
   }
   if (tally__undo_reserve(&cx->undo, bt_worst(t)) != TALLY_OK)
     return TALLY_ENOMEM;
