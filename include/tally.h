@@ -631,6 +631,41 @@ typedef struct tally_entry {
 TALLY_API int tally_agg_load(tally_agg *agg, const tally_bytes *ns,
                              const tally_entry *items, size_t n);
 
+/*
+ * tally_load_next - the source of tally_agg_load_from: store the next item
+ * in *item (zeroed before each call) and return 0. The key and id bytes
+ * are borrowed only until the next call or until tally_agg_load_from
+ * returns, so a source may reuse one buffer. Any nonzero result stops the
+ * load (TALLY_EHOOK); the source keeps its own reason.
+ */
+typedef int (*tally_load_next)(void *udata, tally_entry *item);
+
+/*
+ * tally_agg_load_from - tally_agg_load with the n items taken one at a
+ * time from next, in strictly ascending (key, id) order, instead of from
+ * an array: a caller streaming a saved aggregate from a file or a
+ * database never holds all its items, and the load holds no more than one
+ * leaf of them beyond the tree it builds. next is called at most n times,
+ * and n times when the load succeeds; each item is checked as it arrives,
+ * by the rules of tally_agg_load. The aggregate is not touched until the
+ * last item is in: next may read it (the namespace is still absent) and
+ * even write it; if the namespace then holds items the load fails with
+ * TALLY_EEXISTS. next must not free the aggregate.
+ * @return TALLY_OK; TALLY_EEXISTS if the namespace holds items (before or
+ *         after the items were taken); TALLY_EINVAL (NULL agg, next NULL
+ *         with n > 0, an item out of order or repeated, a non-finite or
+ *         oversized sum); TALLY_EBADKEY (a bad key, id or namespace);
+ *         TALLY_EHOOK (next returned nonzero); TALLY_EBADTXN (the open
+ *         transaction was doomed, also by a failed write of next's);
+ *         TALLY_ENOMEM. All or nothing: on any error the aggregate holds
+ *         what it held before (plus whatever next itself wrote). Inside a
+ *         transaction it is undone by tally_agg_rollback. O(n + key
+ *         bytes), n calls of next.
+ */
+TALLY_API int tally_agg_load_from(tally_agg *agg, const tally_bytes *ns,
+                                  size_t n, tally_load_next next,
+                                  void *udata);
+
 /* tally_agg_clear - remove every item of one namespace (it stops existing).
  * O(items in it). */
 TALLY_API int tally_agg_clear(tally_agg *agg, const tally_bytes *ns);

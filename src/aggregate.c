@@ -606,10 +606,103 @@ static int agg_delete_if_exists(tally_agg *agg, const tally_bytes *ns,
   return rc;
 }
 
+static bool agg_doomed(const tally_agg *agg) {
+  return agg != NULL && tally__agg_doomed(agg) != TALLY_OK;
+}
+
+/* Is item e ordered strictly after the item (pk, pi)? */
+static bool agg_after(const unsigned char *pk, size_t pkl,
+                      const unsigned char *pi, size_t pil,
+                      const tally_entry *e) {
+  int c = agg_cmp(pk, pkl, agg_data(e->key), e->key.len);
+  if (c == 0)
+    c = agg_cmp(pi, pil, agg_data(e->id), e->id.len);
+  return c < 0;
+}
+
+/* The source of a load: an array checked beforehand (next NULL), or the
+ * caller's next, whose items are checked as they arrive against a copy
+ * of the previous one (its bytes end at the next call). */
+typedef struct agg_src {
+  const tally_entry *items; /* array */
+  size_t at;
+  tally_load_next next; /* or caller */
+  void *udata;
+  tally_entry cur;
+  bool have_prev;
+  size_t pkl, pil;
+  unsigned char prev[TALLY_KEY_MAX + TALLY_ID_MAX];
+} agg_src;
+
+static int agg_src_pull(void *u, const tally_entry **out) {
+  agg_src *s = u;
+  tally_entry *e = &s->cur;
+  int rc;
+  if (s->next == NULL) {
+    *out = &s->items[s->at++];
+    return TALLY_OK;
+  }
+  memset(e, 0, sizeof *e);
+  if (s->next(s->udata, e) != 0)
+    return TALLY_EHOOK;
+  rc = agg_check_item(NULL, e->key, e->id);
+  if (rc == TALLY_OK)
+    rc = agg_check_sum(e->sum);
+  if (rc == TALLY_OK && s->have_prev &&
+      !agg_after(s->prev, s->pkl, s->prev + s->pkl, s->pil, e))
+    rc = TALLY_EINVAL;
+  if (rc != TALLY_OK)
+    return rc;
+  s->pkl = e->key.len;
+  s->pil = e->id.len;
+  memcpy(s->prev, agg_data(e->key), s->pkl);
+  if (s->pil)
+    memcpy(s->prev + s->pkl, e->id.data, s->pil);
+  s->have_prev = true;
+  *out = e;
+  return TALLY_OK;
+}
+
+/* Build the namespace's tree from src, then give it to the namespace. The
+ * build touches nothing of the aggregate, so a caller's next that reads
+ * or even writes it sees it as it is; what it did is checked afterwards. */
+static int agg_load_src(tally_agg *agg, const tally_bytes *ns, size_t n,
+                        agg_src *src) {
+  tally__built b;
+  tally__tree *t;
+  size_t mark;
+  int rc;
+
+  if (agg_tree(agg, ns) != NULL)
+    return TALLY_EEXISTS;
+  if (n == 0)
+    return TALLY_OK; /* an empty namespace does not exist (invariant 2) */
+  rc = tally__tree_build(&agg->cx, n, agg_src_pull, src, &b);
+  if (rc != TALLY_OK)
+    return rc;
+  if (agg_doomed(agg))
+    rc = TALLY_EBADTXN;
+  else if (agg_tree(agg, ns) != NULL)
+    rc = TALLY_EEXISTS;
+  if (rc != TALLY_OK) {
+    tally__built_free(&agg->cx, &b);
+    return rc;
+  }
+  /* The tree is new in this write: its "new tree" record frees it whole,
+   * nodes and all, on rollback, so the load itself logs nothing. */
+  mark = tally__undo_mark(&agg->cx.undo);
+  rc = agg_tree_for_write(agg, ns, true, &t);
+  if (rc == TALLY_OK)
+    tally__tree_adopt(t, &b);
+  else
+    tally__built_free(&agg->cx, &b);
+  return agg_finish(agg, mark, rc);
+}
+
 static int agg_load(tally_agg *agg, const tally_bytes *ns,
                     const tally_entry *items, size_t n) {
-  tally__tree *t;
-  size_t i, mark;
+  agg_src src;
+  size_t i;
   int rc;
 
   if (agg == NULL || (items == NULL && n > 0))
@@ -622,27 +715,32 @@ static int agg_load(tally_agg *agg, const tally_bytes *ns,
       rc = agg_check_sum(e->sum);
     if (rc == TALLY_OK && i > 0) {
       const tally_entry *d = &items[i - 1];
-      int c = agg_cmp(agg_data(d->key), d->key.len, agg_data(e->key),
-                      e->key.len);
-      if (c == 0)
-        c = agg_cmp(agg_data(d->id), d->id.len, agg_data(e->id), e->id.len);
-      if (c >= 0)
+      if (!agg_after(agg_data(d->key), d->key.len, agg_data(d->id),
+                     d->id.len, e))
         rc = TALLY_EINVAL;
     }
   }
   if (rc != TALLY_OK)
     return rc;
-  if (agg_tree(agg, ns) != NULL)
-    return TALLY_EEXISTS;
-  if (n == 0)
-    return TALLY_OK; /* an empty namespace does not exist (invariant 2) */
-  /* The tree is new in this write: its "new tree" record frees it whole,
-   * nodes and all, on rollback, so the load itself logs nothing. */
-  mark = tally__undo_mark(&agg->cx.undo);
-  rc = agg_tree_for_write(agg, ns, true, &t);
-  if (rc == TALLY_OK)
-    rc = tally__tree_load(&agg->cx, t, items, n);
-  return agg_finish(agg, mark, rc);
+  memset(&src, 0, sizeof src);
+  src.items = items;
+  return agg_load_src(agg, ns, n, &src);
+}
+
+static int agg_load_from(tally_agg *agg, const tally_bytes *ns, size_t n,
+                         tally_load_next next, void *udata) {
+  agg_src src;
+  int rc;
+
+  if (agg == NULL || (next == NULL && n > 0))
+    return TALLY_EINVAL;
+  rc = agg_check_ns(ns);
+  if (rc != TALLY_OK)
+    return rc;
+  memset(&src, 0, sizeof src);
+  src.next = next;
+  src.udata = udata;
+  return agg_load_src(agg, ns, n, &src);
 }
 
 static int agg_clear(tally_agg *agg, const tally_bytes *ns) {
@@ -695,10 +793,6 @@ static int agg_note(tally_agg *agg, int rc) {
   if (rc != TALLY_OK && agg != NULL)
     tally__agg_doom(agg, rc);
   return rc;
-}
-
-static bool agg_doomed(const tally_agg *agg) {
-  return agg != NULL && tally__agg_doomed(agg) != TALLY_OK;
 }
 
 int tally_agg_insert(tally_agg *agg, const tally_bytes *ns, tally_bytes key,
@@ -769,6 +863,13 @@ int tally_agg_load(tally_agg *agg, const tally_bytes *ns,
   if (agg_doomed(agg))
     return TALLY_EBADTXN;
   return agg_note(agg, agg_load(agg, ns, items, n));
+}
+
+int tally_agg_load_from(tally_agg *agg, const tally_bytes *ns, size_t n,
+                        tally_load_next next, void *udata) {
+  if (agg_doomed(agg))
+    return TALLY_EBADTXN;
+  return agg_note(agg, agg_load_from(agg, ns, n, next, udata));
 }
 
 /* ------------------------------------------------------------------------ */

@@ -856,12 +856,6 @@ static unsigned bt_load_fill(size_t k, size_t m, size_t j, unsigned cap) {
   return j + 2 == m ? (unsigned)(r - cap / 2) : cap / 2;
 }
 
-/* Bytes of the entry of an item (tally__entry_encode's layout). */
-static size_t bt_load_len(const tally_entry *e) {
-  size_t kl = e->key.len;
-  return (kl < 128 ? 1u : 2u) + (kl > 8 ? kl - 8 : 0u) + e->id.len;
-}
-
 /* Inline heap for a node of cnt entries taking used bytes: exact when the
  * node is full, else room for a full node of entries of this average
  * length (as bt_split_icap gives a node split off). */
@@ -882,53 +876,89 @@ static void bt_load_put(tally__node *nd, const tally_entry *e, double sum) {
 
 /* One node of the level under construction, or one already built. */
 typedef struct bt_load_slot {
-  tally__node *nd; /* the node (owns its subtree once built) */
-  size_t first;    /* index of the first item below it */
+  tally__node *nd;         /* the node (owns its subtree once built) */
+  const tally__node *lead; /* the leftmost leaf below it: its entry 0 is
+                              the first item, the separator in front */
 } bt_load_slot;
 
+/* Bytes of the first entry of leaf ld. */
+static size_t bt_lead_len(const tally__node *ld) {
+  return ld->off[1] - ld->off[0];
+}
+
+/* Free the nodes built so far: parents [0, j) at height h + 1 own the
+ * children [0, pos); children [pos, k) at height h are loose. */
+static void bt_load_undo(const tally__mem *mem, bt_load_slot *v, size_t j,
+                         size_t pos, size_t k, unsigned h) {
+  size_t q;
+  for (q = 0; q < j; q++)
+    tally__node_free_subtree(mem, v[q].nd, h + 1);
+  for (q = pos; q < k; q++)
+    tally__node_free_subtree(mem, v[q].nd, h);
+  tally__free(mem, v);
+}
+
 /*
- * Level by level, from the leaves up. The nodes of a level sit in v[0..k);
- * building the level above writes parent j to v[j], which is never ahead
- * of the children still to be read (parent j reads from index >= 2j).
+ * Level by level, from the leaves up. Leaves take the items as they are
+ * pulled: each is encoded into the staging leaf stg at once (the source's
+ * bytes need only last until the next pull), and a full set moves into a
+ * leaf sized for it. The nodes of a level sit in v[0..k); building the
+ * level above writes parent j to v[j], which is never ahead of the
+ * children still to be read (parent j reads from index >= 2j). A
+ * separator is the first entry of the leftmost leaf below its child.
  *
  *   leaves:  items --> v[0..m)   [a b c d][e f g h][i j k]
  *   inner:   v[0..k) --> v[0..m) [  . e i ]   separators = first items
  */
-int tally__tree_load(tally__ctx *cx, tally__tree *t, const tally_entry *items,
-                     size_t n) {
+int tally__tree_build(tally__ctx *cx, size_t n, tally__load_pull pull,
+                      void *u, tally__built *out) {
   const tally__mem *mem = &cx->mem;
-  unsigned cap = t->cap, h = 1;
+  unsigned cap = cx->node_size, h = 1;
   size_t k, m, j, pos;
   bt_load_slot *v;
+  tally__node *stg;
+  int rc = TALLY_OK;
 
-  if (t->root != NULL)
-    return TALLY_EEXISTS;
+  out->root = NULL;
+  out->height = 0;
+  out->count = 0;
   if (n == 0)
     return TALLY_OK;
   m = (n + cap - 1) / cap;
   v = tally__malloc(mem, m * sizeof *v);
   if (v == NULL)
     return TALLY_ENOMEM;
+  stg = tally__node_alloc(mem, cap, 1, (size_t)cap * TALLY__ENTRY_MAX);
+  if (stg == NULL) {
+    tally__free(mem, v);
+    return TALLY_ENOMEM;
+  }
 
   /* Leaves. */
-  for (j = 0, pos = 0; j < m; j++) {
+  for (j = 0; j < m; j++) {
     unsigned cnt = bt_load_fill(n, m, j, cap), i;
-    size_t used = 0;
     tally__node *nd;
-    for (i = 0; i < cnt; i++)
-      used += bt_load_len(&items[pos + i]);
-    nd = tally__node_alloc(mem, cap, 1, bt_load_icap(used, cnt, cap));
-    if (nd == NULL) {
-      while (j-- > 0)
-        tally__node_free(mem, v[j].nd);
-      tally__free(mem, v);
-      return TALLY_ENOMEM;
+    for (i = 0; i < cnt && rc == TALLY_OK; i++) {
+      const tally_entry *e = NULL;
+      rc = pull(u, &e);
+      if (rc == TALLY_OK)
+        bt_load_put(stg, e, e->sum);
     }
-    for (i = 0; i < cnt; i++)
-      bt_load_put(nd, &items[pos + i], items[pos + i].sum);
+    if (rc != TALLY_OK)
+      break;
+    nd = tally__node_alloc(mem, cap, 1, bt_load_icap(stg->off[cnt], cnt, cap));
+    if (nd == NULL) {
+      rc = TALLY_ENOMEM;
+      break;
+    }
+    tally__node_move_tail(nd, stg, 0);
     v[j].nd = nd;
-    v[j].first = pos;
-    pos += cnt;
+    v[j].lead = nd;
+  }
+  tally__node_free(mem, stg);
+  if (rc != TALLY_OK) {
+    bt_load_undo(mem, v, 0, 0, j, 1);
+    return rc;
   }
 
   /* Inner levels, until one node is left: the root. */
@@ -936,46 +966,83 @@ int tally__tree_load(tally__ctx *cx, tally__tree *t, const tally_entry *items,
     m = (k + cap - 1) / cap;
     for (j = 0, pos = 0; j < m; j++) {
       unsigned cnt = bt_load_fill(k, m, j, cap), i;
-      size_t used = 0, first = v[pos].first;
+      size_t used = 0;
+      const tally__node *lead = v[pos].lead;
       tally__node *nd;
       for (i = 1; i < cnt; i++)
-        used += bt_load_len(&items[v[pos + i].first]);
+        used += bt_lead_len(v[pos + i].lead);
       nd = tally__node_alloc(mem, cap, 0, bt_load_icap(used, cnt, cap));
       if (nd == NULL) {
-        /* parents [0, j) own children [0, pos); the rest are loose */
-        size_t q;
-        for (q = 0; q < j; q++)
-          tally__node_free_subtree(mem, v[q].nd, h + 1);
-        for (q = pos; q < k; q++)
-          tally__node_free_subtree(mem, v[q].nd, h);
-        tally__free(mem, v);
+        bt_load_undo(mem, v, j, pos, k, h);
         return TALLY_ENOMEM;
       }
       for (i = 0; i < cnt; i++) {
         tally__node *kid = v[pos + i].nd;
-        if (i == 0) {
-          nd->pfx[0] = 0;
-          nd->off[1] = 0;
-          nd->n = 1;
-        } else {
-          bt_load_put(nd, &items[v[pos + i].first], 0.0);
-        }
-        nd->kid[i] = kid;
-        nd->cnt[i] = tally__node_count(kid);
-        nd->sum[i] = tally__node_total(kid);
+        const tally__node *ld = v[pos + i].lead;
+        if (i == 0) /* entry 0 of an inner node is empty */
+          tally__node_put(nd, 0, 0, NULL, 0, tally__node_total(kid),
+                          tally__node_count(kid), kid);
+        else
+          tally__node_put(nd, i, ld->pfx[0], ld->heap + ld->off[0],
+                          bt_lead_len(ld), tally__node_total(kid),
+                          tally__node_count(kid), kid);
       }
       v[j].nd = nd;
-      v[j].first = first;
+      v[j].lead = lead;
       pos += cnt;
     }
   }
 
-  t->root = v[0].nd;
-  t->height = h;
-  t->count = n;
-  t->version++;
+  out->root = v[0].nd;
+  out->height = h;
+  out->count = n;
   tally__free(mem, v);
   return TALLY_OK;
+}
+
+void tally__tree_adopt(tally__tree *t, tally__built *b) {
+  t->root = b->root;
+  t->height = b->height;
+  t->count = b->count;
+  t->version++;
+  b->root = NULL;
+  b->height = 0;
+  b->count = 0;
+}
+
+void tally__built_free(tally__ctx *cx, tally__built *b) {
+  if (b->root != NULL)
+    tally__node_free_subtree(&cx->mem, b->root, b->height);
+  b->root = NULL;
+  b->height = 0;
+  b->count = 0;
+}
+
+/* The source of tally__tree_load: an array, item after item. */
+typedef struct bt_load_array {
+  const tally_entry *items;
+  size_t next;
+} bt_load_array;
+
+static int bt_load_array_pull(void *u, const tally_entry **e) {
+  bt_load_array *a = u;
+  *e = &a->items[a->next++];
+  return TALLY_OK;
+}
+
+int tally__tree_load(tally__ctx *cx, tally__tree *t, const tally_entry *items,
+                     size_t n) {
+  bt_load_array a;
+  tally__built b;
+  int rc;
+  if (t->root != NULL)
+    return TALLY_EEXISTS;
+  a.items = items;
+  a.next = 0;
+  rc = tally__tree_build(cx, n, bt_load_array_pull, &a, &b);
+  if (rc == TALLY_OK && b.root != NULL)
+    tally__tree_adopt(t, &b);
+  return rc;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -108,6 +108,36 @@ int tally__tree_clear(tally__ctx *cx, tally__tree *t);
 int tally__tree_load(tally__ctx *cx, tally__tree *t, const tally_entry *items,
                      size_t n);
 
+/* The source of a load: sets *e to the next item, whose bytes need only
+ * last until the next call; any other result than TALLY_OK ends the load
+ * and is returned by it. */
+typedef int (*tally__load_pull)(void *u, const tally_entry **e);
+
+/* A tree built by tally__tree_build and not yet in any tree header: its
+ * nodes are the builder's until adopted or freed. */
+typedef struct tally__built {
+  tally__node *root; /* NULL when nothing was built */
+  unsigned height;
+  uint64_t count;
+} tally__built;
+
+/*
+ * Build, bottom-up, the nodes of a tree of the n items pulled one at a
+ * time, in order, from pull (which the caller makes check them): nothing
+ * holds all the items at once (memory beyond the nodes: one staging leaf
+ * and two pointers per leaf). The result is what tally__tree_load makes of
+ * the same items. Touches no tree and logs nothing, so pull may read and
+ * write the aggregate. A failing pull, like TALLY_ENOMEM, leaves nothing
+ * allocated (out empty). O(n + bytes).
+ */
+int tally__tree_build(tally__ctx *cx, size_t n, tally__load_pull pull,
+                      void *u, tally__built *out);
+/* Make the empty tree t hold what b built (b is left empty). O(1). The
+ * same rule as tally__tree_load: t must be destroyed whole on rollback. */
+void tally__tree_adopt(tally__tree *t, tally__built *b);
+/* Free what b holds (b is left empty). */
+void tally__built_free(tally__ctx *cx, tally__built *b);
+
 /* Reads. */
 /* TALLY_OK and *sum if present, else TALLY_ENOTFOUND. */
 int tally__tree_find(const tally__tree *t, const void *key, size_t klen,

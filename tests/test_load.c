@@ -8,8 +8,10 @@
  *
  * Sizes cover the edges of the build (0, 1, a node, a node and one, a full
  * level and one, ...) up to 10^5 items at node sizes 4, 6, 64 and 256.
- * Bad calls (out of order, repeated, bad sum, oversized key, id or
- * namespace, a namespace that holds items) change nothing; so does a
+ * tally_agg_load_from streams the same items through one reused buffer
+ * and builds the same tree. Bad calls (out of order, repeated, bad sum,
+ * oversized key, id or namespace, a namespace that holds items, a source
+ * that fails or writes the namespace being loaded) change nothing; so does a
  * failing allocation at every allocation a load makes; a load inside a
  * transaction is undone by rollback; writes after a load keep the tree
  * valid and agree with the model (tests/model.h).
@@ -184,6 +186,53 @@ static bool ld_item_is(const tally_item *got, const ld_item *want) {
          memcmp(got->id, want->id, want->il) == 0 && got->sum == want->sum;
 }
 
+/* A source for tally_agg_load_from: hands out s's items (or edits of
+ * them) through ONE buffer it overwrites at every call, so a load that
+ * kept a borrowed pointer past the next call would read the wrong bytes. */
+typedef struct ld_stream {
+  const ld_set *s;
+  size_t at;        /* next item */
+  long calls;
+  long fail_at;     /* return nonzero at this call (1-based); 0: never */
+  long swap_at;     /* hand out item at-2 instead at this call: disorder */
+  long nan_at;      /* a NaN sum at this call */
+  long empty_at;    /* an empty key at this call */
+  tally_agg *write; /* at the first call, insert into this namespace */
+  const tally_bytes *write_ns;
+  unsigned char buf[LD_KEY + 8];
+} ld_stream;
+
+static int ld_next(void *u, tally_entry *e) {
+  ld_stream *st = u;
+  const ld_item *it;
+  st->calls++;
+  if (st->calls == st->fail_at)
+    return 7;
+  if (st->write != NULL && st->calls == 1)
+    assert_int_equal(tally_agg_insert(st->write, st->write_ns,
+                                      ld_key(&st->s->v[0]),
+                                      ld_id(&st->s->v[0]), 1.0),
+                     TALLY_OK);
+  assert_true(st->at < st->s->n);
+  it = &st->s->v[st->calls == st->swap_at && st->at >= 2 ? st->at - 2
+                                                          : st->at];
+  st->at++;
+  memset(st->buf, 0xA5, sizeof st->buf); /* the previous item is gone */
+  memcpy(st->buf, it->k, it->kl);
+  memcpy(st->buf + it->kl, it->id, it->il);
+  e->key.data = st->buf;
+  e->key.len = st->calls == st->empty_at ? 0 : it->kl;
+  e->id.data = st->buf + it->kl;
+  e->id.len = it->il;
+  e->sum = st->calls == st->nan_at ? NAN : it->sum;
+  return 0;
+}
+
+static void ld_stream_init(ld_stream *st, const ld_set *s) {
+  memset(st, 0, sizeof *st);
+  st->s = s;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Aggregate level: load vs inserts                                          */
 /* ------------------------------------------------------------------------ */
@@ -245,6 +294,18 @@ static void test_load_matches_inserts(void **state) {
       ld_set s;
       ld_make(&s, n, 1000 + n);
       assert_int_equal(tally_agg_load(a, ns, s.e, n), TALLY_OK);
+      {
+        /* the same items streamed through one reused buffer */
+        tally_agg *f = ld_agg(b, NULL);
+        ld_stream st;
+        ld_stream_init(&st, &s);
+        assert_int_equal(tally_agg_load_from(f, ns, n, ld_next, &st),
+                         TALLY_OK);
+        assert_int_equal(st.calls, (long)n);
+        ld_validate(f);
+        ld_same_dump(a, f);
+        tally_agg_free(f);
+      }
       perm = ld_shuffle(n, 7 + n);
       for (i = 0; i < n; i++) {
         const ld_item *it = &s.v[perm[i]];
@@ -513,7 +574,127 @@ static void test_load_errors(void **state) {
 /* Allocation failure at every allocation                                    */
 /* ------------------------------------------------------------------------ */
 
-static void ld_oom_one(unsigned b, size_t n, bool in_txn, bool after) {
+/* tally_agg_load_from's errors: each changes nothing and leaves nothing
+ * allocated; next is called only as far as the failing item. */
+static void ld_expect_from(tally_agg *agg, tu_alloc *ta, const tally_bytes *ns,
+                           size_t n, ld_stream *st, int want, long calls) {
+  tm_buf before = {0}, after = {0};
+  long blocks = ta->live_blocks;
+  assert_int_equal(tm_dump(agg, &before), TALLY_OK);
+  assert_int_equal(tally_agg_load_from(agg, ns, n, ld_next, st), want);
+  assert_int_equal(st->calls, calls);
+  assert_int_equal(ta->live_blocks, blocks);
+  assert_int_equal(tm_dump(agg, &after), TALLY_OK);
+  assert_int_equal(before.n, after.n);
+  assert_memory_equal(before.p, after.p, before.n);
+  ld_validate(agg);
+  tm_buf_free(&before);
+  tm_buf_free(&after);
+}
+
+static void test_load_from_errors(void **state) {
+  static const unsigned sizes[] = {4, 64};
+  unsigned si;
+  (void)state;
+  for (si = 0; si < 2; si++) {
+    unsigned b = sizes[si];
+    size_t n = (size_t)b * b + 3, k;
+    tu_alloc ta;
+    tally_agg *agg;
+    tally_keybuf nskb, xkb;
+    tally_bytes fresh = tu_key_str(&nskb, "fresh"), x = tu_key_int(&xkb, 9);
+    tally_bytes big;
+    unsigned char bigb[TALLY_KEY_MAX + 1];
+    ld_set s;
+    ld_stream st;
+    uint64_t cnt = 0;
+    const long at[3] = {1, (long)b + 1, (long)n};
+    memset(bigb, 0, sizeof bigb);
+    big.data = bigb;
+    big.len = sizeof bigb;
+    tu_alloc_init(&ta);
+    agg = ld_agg(b, &ta);
+    ld_make(&s, n, 77);
+    assert_int_equal(tally_agg_load(agg, &x, s.e, 5), TALLY_OK);
+
+    ld_stream_init(&st, &s); /* a namespace holding items: next not called */
+    ld_expect_from(agg, &ta, &x, n, &st, TALLY_EEXISTS, 0);
+    ld_stream_init(&st, &s);
+    ld_expect_from(agg, &ta, &big, n, &st, TALLY_EBADKEY, 0);
+    ld_stream_init(&st, &s); /* nothing to load: nothing created */
+    ld_expect_from(agg, &ta, &fresh, 0, &st, TALLY_OK, 0);
+    assert_int_equal(tally_agg_load_from(NULL, &fresh, n, ld_next, &st),
+                     TALLY_EINVAL);
+    assert_int_equal(tally_agg_load_from(agg, &fresh, n, NULL, &st),
+                     TALLY_EINVAL);
+    assert_int_equal(tally_agg_load_from(agg, &fresh, 0, NULL, &st),
+                     TALLY_OK);
+    for (k = 0; k < 3; k++) {
+      ld_stream_init(&st, &s);
+      st.fail_at = at[k];
+      ld_expect_from(agg, &ta, &fresh, n, &st, TALLY_EHOOK, at[k]);
+      if (at[k] >= 3) { /* the item two back: out of order */
+        ld_stream_init(&st, &s);
+        st.swap_at = at[k];
+        ld_expect_from(agg, &ta, &fresh, n, &st, TALLY_EINVAL, at[k]);
+      }
+      ld_stream_init(&st, &s);
+      st.nan_at = at[k];
+      ld_expect_from(agg, &ta, &fresh, n, &st, TALLY_EINVAL, at[k]);
+      ld_stream_init(&st, &s);
+      st.empty_at = at[k];
+      ld_expect_from(agg, &ta, &fresh, n, &st, TALLY_EBADKEY, at[k]);
+    }
+    /* more items asked for than the source has: the caller's n is the
+     * contract; a source that ends says so by failing */
+    ld_stream_init(&st, &s);
+    st.fail_at = (long)n + 1;
+    ld_expect_from(agg, &ta, &fresh, n + 1, &st, TALLY_EHOOK, (long)n + 1);
+
+    /* next writes the namespace being loaded: its write stays, the load
+     * fails */
+    ld_stream_init(&st, &s);
+    st.write = agg;
+    st.write_ns = &fresh;
+    assert_int_equal(tally_agg_load_from(agg, &fresh, n, ld_next, &st),
+                     TALLY_EEXISTS);
+    assert_int_equal(tally_agg_count(agg, &fresh, NULL, &cnt),
+                     TALLY_OK);
+    assert_int_equal(cnt, 1);
+    ld_validate(agg);
+    assert_int_equal(tally_agg_clear(agg, &fresh), TALLY_OK);
+    /* ... and another namespace: both writes stand */
+    ld_stream_init(&st, &s);
+    st.write = agg;
+    st.write_ns = NULL;
+    assert_int_equal(tally_agg_load_from(agg, &fresh, n, ld_next, &st),
+                     TALLY_OK);
+    assert_int_equal(tally_agg_count(agg, &fresh, NULL, &cnt),
+                     TALLY_OK);
+    assert_int_equal(cnt, n);
+    assert_int_equal(tally_agg_count(agg, NULL, NULL, &cnt),
+                     TALLY_OK);
+    assert_int_equal(cnt, 1);
+    ld_validate(agg);
+
+    /* inside a transaction, rollback takes the load back */
+    assert_int_equal(tally_agg_clear_all(agg), TALLY_OK);
+    assert_int_equal(tally_agg_begin(agg), TALLY_OK);
+    ld_stream_init(&st, &s);
+    assert_int_equal(tally_agg_load_from(agg, &fresh, n, ld_next, &st),
+                     TALLY_OK);
+    tally_agg_rollback(agg);
+    assert_int_equal(tally_agg_namespace_count(agg), 0);
+    ld_validate(agg);
+
+    ld_free(&s);
+    tally_agg_free(agg);
+    assert_int_equal(ta.live_blocks, 0);
+  }
+}
+
+static void ld_oom_one(unsigned b, size_t n, bool in_txn, bool after,
+                       bool stream) {
   tu_alloc ta;
   tally_agg *agg, *ref = ld_agg(b, NULL);
   tally_keybuf nskb, okb;
@@ -543,8 +724,11 @@ static void ld_oom_one(unsigned b, size_t n, bool in_txn, bool after) {
     int rc;
     long refused = ta.failures;
     blocks = ta.live_blocks;
+    ld_stream st;
+    ld_stream_init(&st, &s);
     tu_alloc_fail_at(&ta, k, after);
-    rc = tally_agg_load(agg, &nsv, s.e, n);
+    rc = stream ? tally_agg_load_from(agg, &nsv, n, ld_next, &st)
+                : tally_agg_load(agg, &nsv, s.e, n);
     tu_alloc_fail_at(&ta, 0, false);
     if (rc == TALLY_OK)
       break;
@@ -590,10 +774,9 @@ static void test_load_oom(void **state) {
     unsigned b = sizes[si];
     size_t cand[] = {1, b, (size_t)b + 1, (size_t)b * b + 1, 700}, c;
     for (c = 0; c < sizeof cand / sizeof cand[0]; c++) {
-      ld_oom_one(b, cand[c], false, false);
-      ld_oom_one(b, cand[c], false, true);
-      ld_oom_one(b, cand[c], true, false);
-      ld_oom_one(b, cand[c], true, true);
+      int v;
+      for (v = 0; v < 8; v++)
+        ld_oom_one(b, cand[c], v & 1, v & 2, v & 4);
     }
   }
 }
@@ -749,6 +932,7 @@ int main(void) {
       cmocka_unit_test(test_load_matches_inserts),
       cmocka_unit_test(test_load_tree_reads),
       cmocka_unit_test(test_load_errors),
+      cmocka_unit_test(test_load_from_errors),
       cmocka_unit_test(test_load_oom),
       cmocka_unit_test(test_load_txn),
       cmocka_unit_test(test_load_then_writes),

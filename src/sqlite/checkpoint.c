@@ -26,20 +26,21 @@
  *     an item count that does not add up, or items the aggregate refuses
  *     (out of order, bad keys) make the checkpoint unusable: the aggregate
  *     is left empty and *loaded false. The parts' lengths are read first
- *     (no data), the buffer is allocated once at their total, and each part
- *     is read into it (sqlite3_blob_read), folded into the checksum and
- *     parsed into the aggregate while it is in the cache; the items go in
- *     inside an aggregate transaction that a wrong checksum at the end
- *     rolls back.
+ *     (no data); then each part is read (sqlite3_blob_read) into a window
+ *     of about one part, folded into the checksum, and its items handed
+ *     one by one to tally_agg_load_from, which builds the trees bottom-up
+ *     as they come: no copy of the stream and no array of its items
+ *     exists (at 10^6 items that was some 70 MB of fresh pages per
+ *     attach). The items go in inside an aggregate transaction that a
+ *     wrong checksum at the end rolls back.
  *  3. Pruning deletes log rows below the smallest seq of all checkpoints in
  *     the database, never the newest log row (so the head survives), and
  *     raises tally_meta('pruned') to the largest seq deleted.
- *  4. The buffer and the entries array of a load stay in the handle after
- *     an attach while the database holds checkpoints the handle has not
- *     attached (the next attach reuses them instead of faulting in fresh
- *     pages); the last such attach, a failed one, and begin, read_begin,
- *     refresh, checkpoint, verify, rebuild, detach, drop and close free
- *     them.
+ *  4. The window of a load stays in the handle after an attach while the
+ *     database holds checkpoints the handle has not attached (the next
+ *     attach reuses it instead of faulting in fresh pages); the last such
+ *     attach, a failed one, and begin, read_begin, refresh, checkpoint,
+ *     verify, rebuild, detach, drop and close free it.
  */
 #include <string.h>
 
@@ -254,125 +255,6 @@ static bool ckpt_varint(const unsigned char **p, const unsigned char *end,
   return tsq_get_varint(p, end, v);
 }
 
-/* A stream being loaded: the parts arrive one by one into buf (sized once
- * from their total length, so it never moves and entries may point into
- * it); each part is checksummed and parsed as far as whole items go while
- * it is still in the cache. */
-typedef struct ckpt_rd {
-  tally_sqlite *ts;
-  tally_agg *agg;
-  unsigned char *buf;
-  size_t total;     /* bytes of the whole stream */
-  size_t avail;     /* bytes arrived */
-  size_t pos;       /* parse position */
-  size_t summed;    /* bytes folded into h (a multiple of 8) */
-  uint64_t h;       /* checksum so far */
-  bool in_ns;       /* a namespace's items are being read */
-  bool has_ns;
-  tally_bytes ns;   /* into buf */
-  uint64_t count;   /* items of the namespace */
-  uint64_t done;    /* of them parsed */
-  tally_entry *ents;
-  size_t cap;
-  uint64_t items;   /* items parsed in all */
-} ckpt_rd;
-
-/* Parse what has arrived: everything when final, else as long as the next
- * item surely lies inside it. TALLY_ECORRUPT for a malformed stream or
- * items the aggregate refuses. */
-static int ckpt_parse(ckpt_rd *r, bool final) {
-  if (r->buf == NULL) /* an empty stream: no buffer, nothing to parse */
-    return TALLY_OK;
-  const unsigned char *base = r->buf, *end = base + r->avail;
-  const unsigned char *p = base + r->pos;
-  /* an item or header is parsed only when it starts before stop */
-  size_t safe = final ? r->avail
-                      : r->avail >= CKPT_SLACK ? r->avail - CKPT_SLACK + 1 : 0;
-  const unsigned char *stop = base + safe;
-  int rc = TALLY_OK;
-  while (rc == TALLY_OK && p < stop) {
-    if (!r->in_ns) {
-      if (end - p < 2 || p[0] != 'N' || p[1] > 1) {
-        rc = TALLY_ECORRUPT;
-        break;
-      }
-      r->has_ns = p[1] == 1;
-      p += 2;
-      uint64_t v = 0, count = 0;
-      r->ns.data = NULL;
-      r->ns.len = 0;
-      if (r->has_ns) {
-        if (!tsq_get_varint(&p, end, &v) || v > (uint64_t)(end - p) ||
-            v > TALLY_KEY_MAX) {
-          rc = TALLY_ECORRUPT;
-          break;
-        }
-        r->ns.data = p;
-        r->ns.len = (size_t)v;
-        p += v;
-      }
-      /* every item takes at least 10 bytes of the whole stream: bounds
-       * the allocation */
-      if (!tsq_get_varint(&p, end, &count) || count == 0 ||
-          count > (uint64_t)(r->total - (size_t)(p - base)) / 10) {
-        rc = TALLY_ECORRUPT;
-        break;
-      }
-      if (count > r->cap) { /* nothing in it to keep: no realloc copy */
-        tsq_free(&r->ts->mem, r->ents);
-        r->cap = 0;
-        r->ents = tsq_malloc(&r->ts->mem, (size_t)count * sizeof *r->ents);
-        if (r->ents == NULL) {
-          rc = TALLY_ENOMEM;
-          break;
-        }
-        r->cap = (size_t)count;
-      }
-      r->in_ns = true;
-      r->count = count;
-      r->done = 0;
-      continue;
-    }
-    tally_entry *e = r->ents + r->done;
-    uint64_t left = r->count - r->done;
-    for (; left > 0 && p < stop; left--, e++) {
-      uint64_t kl = 0, il = 0;
-      if (!ckpt_varint(&p, end, &kl) || kl > (uint64_t)(end - p) ||
-          kl > TALLY_KEY_MAX) {
-        rc = TALLY_ECORRUPT;
-        break;
-      }
-      e->key.data = p;
-      e->key.len = (size_t)kl;
-      p += kl;
-      if (!ckpt_varint(&p, end, &il) || il > (uint64_t)(end - p) ||
-          il > TALLY_ID_MAX || (uint64_t)(end - p) - il < 8) {
-        rc = TALLY_ECORRUPT;
-        break;
-      }
-      e->id.data = p;
-      e->id.len = (size_t)il;
-      p += il;
-      uint64_t bits = get_u64le(p);
-      memcpy(&e->sum, &bits, 8);
-      p += 8;
-    }
-    r->done = r->count - left;
-    if (rc != TALLY_OK || left > 0)
-      break;
-    rc = tally_agg_load(r->agg, r->has_ns ? &r->ns : NULL, r->ents,
-                        (size_t)r->count);
-    if (rc == TALLY_EINVAL || rc == TALLY_EBADKEY || rc == TALLY_EEXISTS)
-      rc = TALLY_ECORRUPT; /* items the aggregate refuses */
-    r->items += r->count;
-    r->in_ns = false;
-  }
-  r->pos = (size_t)(p - base);
-  if (rc == TALLY_OK && final && r->in_ns)
-    rc = TALLY_ECORRUPT; /* the stream ends inside a namespace */
-  return rc;
-}
-
 /* One part of the checkpoint (rowid of its row, bytes of its data). */
 typedef struct ckpt_part {
   int64_t rowid;
@@ -436,42 +318,172 @@ static int ckpt_head(tally_sqlite *ts, tsq_agg *a, sqlite3_stmt *st,
   return rc;
 }
 
-/* Read the parts into r->buf, checksumming and parsing each as it comes;
- * then the end of the stream. *bad when the checkpoint is unusable. */
-static int ckpt_stream(ckpt_rd *r, const ckpt_part *parts, size_t nparts,
-                       uint64_t sum, bool *bad) {
+/* Bytes of the load window: one part, plus the unparsed rest of the one
+ * before (less than CKPT_SLACK) and its last bytes not yet folded into
+ * the checksum (less than 8). */
+#define CKPT_WIN (CKPT_CHUNK + CKPT_SLACK + 8)
+
+/* A stream being loaded through a window: the parts arrive one by one
+ * into buf, each checksummed as it arrives; items are parsed from it and
+ * handed straight to tally_agg_load_from, so no part of the stream is
+ * held beyond the window and nothing holds all of its items. */
+typedef struct ckpt_rd {
+  tally_sqlite *ts;
+  tally_agg *agg;
+  const ckpt_part *parts;
+  size_t nparts;
+  size_t next_part; /* the next part to read */
+  sqlite3_blob *bl;
+  unsigned char *buf; /* CKPT_WIN bytes */
+  size_t total;       /* bytes of the whole stream */
+  size_t base;        /* stream offset of buf[0] */
+  size_t avail;       /* bytes in buf */
+  size_t pos;         /* parse position in buf */
+  size_t summed;      /* stream bytes folded into h (a multiple of 8) */
+  uint64_t h;         /* checksum so far */
+  int err;            /* why ckpt_next stopped a load */
+  uint64_t items;     /* items loaded in all */
+  unsigned char ns[TALLY_KEY_MAX]; /* the namespace being loaded */
+} ckpt_rd;
+
+/* Read the next part into the window, after moving what is left of the
+ * last one (the unparsed bytes and those not yet in the checksum) to its
+ * front. *bad when the part is not as listed. */
+static int ckpt_refill(ckpt_rd *r, bool *bad) {
   tally_sqlite *ts = r->ts;
-  sqlite3_blob *bl = NULL;
-  int rc = TALLY_OK;
-  for (size_t i = 0; rc == TALLY_OK && !*bad && i < nparts; i++) {
-    int s = i == 0 ? sqlite3_blob_open(ts->db, "main", "tally_checkpoint",
-                                       "data", parts[i].rowid, 0, &bl)
-                   : sqlite3_blob_reopen(bl, parts[i].rowid);
-    if (s == SQLITE_OK && (size_t)sqlite3_blob_bytes(bl) != parts[i].len)
-      *bad = true;
-    if (s == SQLITE_OK && !*bad)
-      s = sqlite3_blob_read(bl, r->buf + r->avail, (int)parts[i].len, 0);
-    if (s != SQLITE_OK) {
-      rc = tsq_db_err(ts, s);
-      break;
-    }
-    if (*bad)
-      break;
-    r->avail += parts[i].len;
-    size_t words = (r->avail - r->summed) / 8 * 8;
-    r->h = ckpt_sum_words(r->h, r->buf + r->summed, words);
-    r->summed += words;
-    rc = ckpt_parse(r, false);
+  const ckpt_part *pt = &r->parts[r->next_part];
+  size_t keep = r->summed - r->base < r->pos ? r->summed - r->base : r->pos;
+  memmove(r->buf, r->buf + keep, r->avail - keep);
+  r->base += keep;
+  r->avail -= keep;
+  r->pos -= keep;
+  int s = r->bl == NULL ? sqlite3_blob_open(ts->db, "main", "tally_checkpoint",
+                                            "data", pt->rowid, 0, &r->bl)
+                        : sqlite3_blob_reopen(r->bl, pt->rowid);
+  if (s == SQLITE_OK && (size_t)sqlite3_blob_bytes(r->bl) != pt->len) {
+    *bad = true;
+    return TALLY_OK;
   }
-  sqlite3_blob_close(bl);
+  if (s == SQLITE_OK)
+    s = sqlite3_blob_read(r->bl, r->buf + r->avail, (int)pt->len, 0);
+  if (s != SQLITE_OK)
+    return tsq_db_err(ts, s);
+  r->avail += pt->len;
+  r->next_part++;
+  size_t from = r->summed - r->base;
+  size_t words = (r->avail - from) / 8 * 8;
+  r->h = ckpt_sum_words(r->h, r->buf + from, words);
+  r->summed += words;
+  return TALLY_OK;
+}
+
+/* Make sure the next item or header lies whole in the window (or that
+ * the window holds the rest of the stream). */
+static int ckpt_ensure(ckpt_rd *r, bool *bad) {
+  int rc = TALLY_OK;
+  while (rc == TALLY_OK && !*bad && r->avail - r->pos < CKPT_SLACK &&
+         r->next_part < r->nparts)
+    rc = ckpt_refill(r, bad);
+  return rc;
+}
+
+/* tally_load_next over the window: one item (key, id, sum). A malformed
+ * item, or a failure to read the next part, stops the load with the
+ * reason in r->err (TALLY_ECORRUPT for anything wrong in the stream). */
+static int ckpt_next(void *u, tally_entry *e) {
+  ckpt_rd *r = u;
+  bool bad = false;
+  r->err = ckpt_ensure(r, &bad);
+  if (r->err == TALLY_OK && bad)
+    r->err = TALLY_ECORRUPT;
+  if (r->err != TALLY_OK)
+    return 1;
+  const unsigned char *p = r->buf + r->pos, *end = r->buf + r->avail;
+  uint64_t kl = 0, il = 0;
+  if (!ckpt_varint(&p, end, &kl) || kl > (uint64_t)(end - p) ||
+      kl > TALLY_KEY_MAX) {
+    r->err = TALLY_ECORRUPT;
+    return 1;
+  }
+  e->key.data = p;
+  e->key.len = (size_t)kl;
+  p += kl;
+  if (!ckpt_varint(&p, end, &il) || il > (uint64_t)(end - p) ||
+      il > TALLY_ID_MAX || (uint64_t)(end - p) - il < 8) {
+    r->err = TALLY_ECORRUPT;
+    return 1;
+  }
+  e->id.data = p;
+  e->id.len = (size_t)il;
+  p += il;
+  uint64_t bits = get_u64le(p);
+  memcpy(&e->sum, &bits, 8);
+  p += 8;
+  r->pos = (size_t)(p - r->buf);
+  return 0;
+}
+
+/* One namespace: its header ('N', has_ns, [ns], count), then its items
+ * loaded straight from the window. */
+static int ckpt_namespace(ckpt_rd *r) {
+  const unsigned char *p = r->buf + r->pos, *end = r->buf + r->avail;
+  if (end - p < 2 || p[0] != 'N' || p[1] > 1)
+    return TALLY_ECORRUPT;
+  bool has_ns = p[1] == 1;
+  p += 2;
+  uint64_t v = 0, count = 0;
+  tally_bytes ns = {NULL, 0};
+  if (has_ns) {
+    if (!tsq_get_varint(&p, end, &v) || v > (uint64_t)(end - p) ||
+        v > TALLY_KEY_MAX)
+      return TALLY_ECORRUPT;
+    memcpy(r->ns, p, (size_t)v); /* the window moves under the load */
+    ns.data = r->ns;
+    ns.len = (size_t)v;
+    p += v;
+  }
+  /* every item takes at least 10 bytes of the stream: bounds what the
+   * load allocates for the count */
+  if (!tsq_get_varint(&p, end, &count) || count == 0 ||
+      count > (uint64_t)(r->total - (r->base + (size_t)(p - r->buf))) / 10)
+    return TALLY_ECORRUPT;
+  r->pos = (size_t)(p - r->buf);
+  r->err = TALLY_OK;
+  int rc = tally_agg_load_from(r->agg, has_ns ? &ns : NULL, (size_t)count,
+                               ckpt_next, r);
+  if (rc == TALLY_EHOOK)
+    rc = r->err;
+  else if (rc == TALLY_EINVAL || rc == TALLY_EBADKEY || rc == TALLY_EEXISTS)
+    rc = TALLY_ECORRUPT; /* items the aggregate refuses */
+  if (rc == TALLY_OK)
+    r->items += count;
+  return rc;
+}
+
+/* Load the whole stream, namespace by namespace, then check its length
+ * and checksum. *bad when the checkpoint is unusable (the caller rolls
+ * back what was loaded). */
+static int ckpt_stream(ckpt_rd *r, uint64_t sum, bool *bad) {
+  int rc = ckpt_ensure(r, bad);
+  while (rc == TALLY_OK && !*bad && r->pos < r->avail) {
+    rc = ckpt_namespace(r);
+    if (rc == TALLY_OK)
+      rc = ckpt_ensure(r, bad);
+  }
+  if (rc == TALLY_OK && !*bad &&
+      (r->next_part < r->nparts || r->base + r->avail != r->total))
+    rc = TALLY_ECORRUPT;
   if (rc == TALLY_OK && !*bad) {
-    r->h = ckpt_sum_end(r->h, r->avail > 0 ? r->buf + r->summed : NULL,
-                        r->avail - r->summed, r->avail);
+    size_t from = r->summed - r->base;
+    r->h = ckpt_sum_end(r->h, r->avail > from ? r->buf + from : NULL,
+                        r->avail - from, r->total);
     if (r->h != sum)
       *bad = true;
   }
-  if (rc == TALLY_OK && !*bad)
-    rc = ckpt_parse(r, true);
+  if (rc == TALLY_ECORRUPT) {
+    *bad = true;
+    rc = TALLY_OK;
+  }
   return rc;
 }
 
@@ -508,21 +520,19 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
   r.ts = ts;
   r.agg = agg;
   r.total = total;
-  r.ents = ts->ld_ents; /* the scratch of the previous load, if kept */
-  r.cap = ts->ld_ecap;
-  if (rc == TALLY_OK && !bad && total > ts->ld_cap) {
-    /* half again as much, so that the next attach's somewhat larger
-     * checkpoint fits too (pages never written cost no faults) */
-    size_t cap = total <= SIZE_MAX / 3 * 2 ? total + total / 2 : total;
+  r.parts = parts;
+  r.nparts = nparts;
+  /* the window: a part and the slack; kept in the handle between
+   * attaches (pages once faulted in are reused) */
+  size_t win = total < CKPT_CHUNK ? total + CKPT_SLACK + 8 : CKPT_WIN;
+  if (rc == TALLY_OK && !bad && total > 0 && win > ts->ld_cap) {
     tsq_free(m, ts->ld_buf); /* nothing in it to keep: no realloc copy */
     ts->ld_cap = 0;
-    ts->ld_buf = tsq_malloc(m, cap);
-    if (ts->ld_buf == NULL && cap > total)
-      ts->ld_buf = tsq_malloc(m, cap = total);
+    ts->ld_buf = tsq_malloc(m, win);
     if (ts->ld_buf == NULL)
       rc = TALLY_ENOMEM;
     else
-      ts->ld_cap = cap;
+      ts->ld_cap = win;
   }
   if (total > 0)
     r.buf = ts->ld_buf;
@@ -535,22 +545,17 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
     if (rc == TALLY_OK)
       rc = tally_agg_clear_all(agg);
     if (rc == TALLY_OK)
-      rc = ckpt_stream(&r, parts, nparts, hdr[4], &bad);
+      rc = ckpt_stream(&r, hdr[4], &bad);
     if (rc == TALLY_OK && !bad && r.items != hdr[2])
-      rc = TALLY_ECORRUPT;
-    if (rc == TALLY_ECORRUPT) {
       bad = true;
-      rc = TALLY_OK;
-    }
   }
+  sqlite3_blob_close(r.bl);
   if (begun) {
     if (rc == TALLY_OK && !bad)
       tally_agg_commit(agg);
     else
       tally_agg_rollback(agg);
   }
-  ts->ld_ents = r.ents;
-  ts->ld_ecap = r.cap;
   tsq_free(m, parts);
   if (rc != TALLY_OK)
     return rc;
@@ -566,14 +571,12 @@ int tsq_ckpt_load(tally_sqlite *ts, tsq_agg *a, bool *loaded) {
 
 void tsq_ckpt_scratch_free(tally_sqlite *ts) {
   tsq_free(&ts->mem, ts->ld_buf);
-  tsq_free(&ts->mem, ts->ld_ents);
   ts->ld_buf = NULL;
-  ts->ld_ents = NULL;
-  ts->ld_cap = ts->ld_ecap = 0;
+  ts->ld_cap = 0;
 }
 
 int tsq_ckpt_scratch_trim(tally_sqlite *ts) {
-  if (ts->ld_buf == NULL && ts->ld_ents == NULL)
+  if (ts->ld_buf == NULL)
     return TALLY_OK;
   sqlite3_stmt *st = NULL;
   int rc = tsq_prepare(ts,

@@ -727,7 +727,7 @@ int tally_sqlite_read_end(tally_sqlite *ts) {
 int tally_sqlite_refresh(tally_sqlite *ts) {
   if (ts == NULL)
     return TALLY_EINVAL;
-  if (ts->ld_buf != NULL || ts->ld_ents != NULL)
+  if (ts->ld_buf != NULL)
     tsq_ckpt_scratch_free(ts);
   if (ts->txn == TSQ_WRITE)
     return write_sync(ts);

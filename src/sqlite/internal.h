@@ -209,13 +209,11 @@ struct tally_sqlite {
   uint64_t kept_from, kept_last; /* it covers log rows (from, last] */
   tsq_table *kept_tab;           /* of this table only */
   bool kept_any;                 /* it holds rows or a rebuild mark */
-  /* checkpoint-load scratch (checkpoint.c): the stream and the entries of
-   * the last load, kept for the next attach while checkpoints remain that
-   * this handle has not attached; freed by any other call */
+  /* checkpoint-load scratch (checkpoint.c): the window of the last load
+   * (about one part), kept for the next attach while checkpoints remain
+   * that this handle has not attached; freed by any other call */
   unsigned char *ld_buf;
   size_t ld_cap;
-  tally_entry *ld_ents;
-  size_t ld_ecap;
   /* diagnostics */
   int errcode;
   char errmsg[256];
