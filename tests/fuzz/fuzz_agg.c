@@ -18,6 +18,7 @@
  * is exact and compares with ==.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "fuzz.h"
@@ -85,7 +86,31 @@ static void fa_matches(fa_state *S, bool full) {
   }
 }
 
-/* A sorted run of items for a load into ns (empty in the model). */
+/* The source of a streamed load: the items of an array, each copied into
+ * one buffer that the next call overwrites; fails at call fail_at. */
+typedef struct fa_src {
+  const tally_entry *e;
+  size_t at, fail_at;
+  unsigned char buf[TALLY_KEY_MAX + TALLY_ID_MAX];
+} fa_src;
+
+static int fa_next(void *u, tally_entry *out) {
+  fa_src *src = u;
+  const tally_entry *e = &src->e[src->at++];
+  if (src->at == src->fail_at)
+    return 1;
+  memcpy(src->buf, e->key.data, e->key.len);
+  memcpy(src->buf + e->key.len, e->id.data, e->id.len);
+  out->key.data = src->buf;
+  out->key.len = e->key.len;
+  out->id.data = src->buf + e->key.len;
+  out->id.len = e->id.len;
+  out->sum = e->sum;
+  return 0;
+}
+
+/* A sorted run of items for a load into ns (empty in the model), from an
+ * array or streamed (tally_agg_load_from, whose source may fail). */
 static void fa_load(fa_state *S, fz_in *in, const tally_bytes *ns) {
   tally_entry e[FA_LOAD];
   tally_keybuf kb[FA_LOAD];
@@ -101,12 +126,28 @@ static void fa_load(fa_state *S, fz_in *in, const tally_bytes *ns) {
     e[i].id.len = 1;
     e[i].sum = (double)((int)fz_byte(in) - 128);
   }
-  want = tm_find(&S->m, ns) != NULL ? TALLY_EEXISTS : TALLY_OK;
+  bool exists = tm_find(&S->m, ns) != NULL, bad = false;
   if (n > 1 && fz_byte(in) % 8 == 0) {
     e[n - 1] = e[0]; /* out of order: refused, nothing changes */
-    want = TALLY_EINVAL;
+    bad = true;
   }
-  rc = tally_agg_load(S->agg, ns, e, n);
+  if (fz_byte(in) % 2 == 0) {
+    /* the items are checked before the namespace */
+    want = bad ? TALLY_EINVAL : exists ? TALLY_EEXISTS : TALLY_OK;
+    rc = tally_agg_load(S->agg, ns, e, n);
+  } else {
+    /* the namespace first (no item taken), then item by item: a source
+     * failing at call k <= n stops the load before item k is seen */
+    fa_src src;
+    src.e = e;
+    src.at = 0;
+    src.fail_at = fz_byte(in) % (FA_LOAD + 4); /* 0 or past n: never */
+    want = exists                                  ? TALLY_EEXISTS
+           : src.fail_at >= 1 && src.fail_at <= n ? TALLY_EHOOK
+           : bad                                   ? TALLY_EINVAL
+                                                   : TALLY_OK;
+    rc = tally_agg_load_from(S->agg, ns, n, fa_next, &src);
+  }
   FZ_CHECK(rc == want);
   if (rc == TALLY_OK)
     for (i = 0; i < n; i++)
