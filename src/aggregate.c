@@ -492,6 +492,50 @@ typedef enum agg_move_mode {
   AGG_MOVE_UPSERT  /* replace_or_insert: neither is required */
 } agg_move_mode;
 
+/*
+ * A strict move to another position: two descents, not four. The insert
+ * finds out by itself whether the new position is taken (then nothing was
+ * written) and the delete whether the old item exists (then the insert is
+ * rolled back), so the finds that would ask first are left out. The
+ * errors are the same as asking first: the old item missing is
+ * TALLY_ENOTFOUND even when the new position is taken.
+ */
+static int agg_move_strict(tally_agg *agg, const tally_bytes *old_ns,
+                           tally_bytes old_key, tally_bytes id,
+                           const tally_bytes *new_ns, tally_bytes new_key,
+                           double new_sum, bool *changed) {
+  tally__tree *ot = agg_tree(agg, old_ns), *nt;
+  size_t mark;
+  int rc;
+
+  if (ot == NULL)
+    return TALLY_ENOTFOUND;
+  mark = tally__undo_mark(&agg->cx.undo);
+  /* Insert first so that a move within one namespace never empties (and
+   * so never drops and re-creates) its tree. */
+  rc = agg_tree_for_write(agg, new_ns, true, &nt);
+  if (rc == TALLY_OK)
+    rc = tally__tree_insert(&agg->cx, nt, agg_data(new_key), new_key.len,
+                            agg_data(id), id.len, new_sum);
+  if (rc == TALLY_EEXISTS &&
+      tally__tree_find(ot, agg_data(old_key), old_key.len, agg_data(id),
+                       id.len, NULL) != TALLY_OK)
+    rc = TALLY_ENOTFOUND;
+  if (rc == TALLY_OK) {
+    rc = tally__tree_delete(&agg->cx, ot, agg_data(old_key), old_key.len,
+                            agg_data(id), id.len, NULL);
+    if (rc == TALLY_OK)
+      rc = agg_drop_if_empty(agg, old_ns);
+  }
+  /* these writes keep their records (see agg_born_in_txn) */
+  agg_taint(agg, old_ns);
+  agg_taint(agg, new_ns);
+  rc = agg_finish(agg, mark, rc);
+  if (rc == TALLY_OK && changed != NULL)
+    *changed = true;
+  return rc;
+}
+
 static int agg_move(tally_agg *agg, const tally_bytes *old_ns,
                     tally_bytes old_key, tally_bytes id,
                     const tally_bytes *new_ns, tally_bytes new_key,
@@ -515,6 +559,9 @@ static int agg_move(tally_agg *agg, const tally_bytes *old_ns,
   same = agg_same_ns(old_ns, new_ns) &&
          agg_cmp(agg_data(old_key), old_key.len, agg_data(new_key),
                  new_key.len) == 0;
+  if (mode == AGG_MOVE_STRICT && !same)
+    return agg_move_strict(agg, old_ns, old_key, id, new_ns, new_key,
+                           new_sum, changed);
   ot = agg_tree(agg, old_ns);
   old_there = ot != NULL &&
               tally__tree_find(ot, agg_data(old_key), old_key.len,
