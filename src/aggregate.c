@@ -492,6 +492,28 @@ typedef enum agg_move_mode {
   AGG_MOVE_UPSERT  /* replace_or_insert: neither is required */
 } agg_move_mode;
 
+/* The end of a move whose new item is in place (rc TALLY_OK) or failed:
+ * the old item leaves when del, then the move's writes are kept or undone
+ * as one. */
+static int agg_move_end(tally_agg *agg, size_t mark, int rc, bool del,
+                        tally__tree *ot, const tally_bytes *old_ns,
+                        tally_bytes old_key, tally_bytes id,
+                        const tally_bytes *new_ns, bool *changed) {
+  if (rc == TALLY_OK && del) {
+    rc = tally__tree_delete(&agg->cx, ot, agg_data(old_key), old_key.len,
+                            agg_data(id), id.len, NULL);
+    if (rc == TALLY_OK)
+      rc = agg_drop_if_empty(agg, old_ns);
+  }
+  /* these writes keep their records (see agg_born_in_txn) */
+  agg_taint(agg, old_ns);
+  agg_taint(agg, new_ns);
+  rc = agg_finish(agg, mark, rc);
+  if (rc == TALLY_OK && changed != NULL)
+    *changed = true;
+  return rc;
+}
+
 /*
  * A strict move to another position: two descents, not four. The insert
  * finds out by itself whether the new position is taken (then nothing was
@@ -521,19 +543,8 @@ static int agg_move_strict(tally_agg *agg, const tally_bytes *old_ns,
       tally__tree_find(ot, agg_data(old_key), old_key.len, agg_data(id),
                        id.len, NULL) != TALLY_OK)
     rc = TALLY_ENOTFOUND;
-  if (rc == TALLY_OK) {
-    rc = tally__tree_delete(&agg->cx, ot, agg_data(old_key), old_key.len,
-                            agg_data(id), id.len, NULL);
-    if (rc == TALLY_OK)
-      rc = agg_drop_if_empty(agg, old_ns);
-  }
-  /* these writes keep their records (see agg_born_in_txn) */
-  agg_taint(agg, old_ns);
-  agg_taint(agg, new_ns);
-  rc = agg_finish(agg, mark, rc);
-  if (rc == TALLY_OK && changed != NULL)
-    *changed = true;
-  return rc;
+  return agg_move_end(agg, mark, rc, true, ot, old_ns, old_key, id, new_ns,
+                      changed);
 }
 
 static int agg_move(tally_agg *agg, const tally_bytes *old_ns,
@@ -602,19 +613,8 @@ static int agg_move(tally_agg *agg, const tally_bytes *old_ns,
       rc = tally__tree_insert(&agg->cx, nt, agg_data(new_key), new_key.len,
                               agg_data(id), id.len, new_sum);
   }
-  if (rc == TALLY_OK && old_there && !same) {
-    rc = tally__tree_delete(&agg->cx, ot, agg_data(old_key), old_key.len,
-                            agg_data(id), id.len, NULL);
-    if (rc == TALLY_OK)
-      rc = agg_drop_if_empty(agg, old_ns);
-  }
-  /* these writes keep their records (see agg_born_in_txn) */
-  agg_taint(agg, old_ns);
-  agg_taint(agg, new_ns);
-  rc = agg_finish(agg, mark, rc);
-  if (rc == TALLY_OK && changed != NULL)
-    *changed = true;
-  return rc;
+  return agg_move_end(agg, mark, rc, old_there && !same, ot, old_ns, old_key,
+                      id, new_ns, changed);
 }
 
 static int agg_replace(tally_agg *agg, const tally_bytes *old_ns,

@@ -462,17 +462,23 @@ static void test_load_tree_reads(void **state) {
 /* Errors change nothing                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* agg's dump is before's, and it validates. */
+static void ld_unchanged(const tally_agg *agg, const tm_buf *before) {
+  tm_buf now = {0};
+  assert_int_equal(tm_dump(agg, &now), TALLY_OK);
+  assert_int_equal(now.n, before->n);
+  assert_memory_equal(now.p, before->p, before->n);
+  ld_validate(agg);
+  tm_buf_free(&now);
+}
+
 static void ld_expect(tally_agg *agg, const tally_bytes *ns,
                       const tally_entry *e, size_t n, int want) {
-  tm_buf before = {0}, after = {0};
+  tm_buf before = {0};
   assert_int_equal(tm_dump(agg, &before), TALLY_OK);
   assert_int_equal(tally_agg_load(agg, ns, e, n), want);
-  assert_int_equal(tm_dump(agg, &after), TALLY_OK);
-  assert_int_equal(before.n, after.n);
-  assert_memory_equal(before.p, after.p, before.n);
-  ld_validate(agg);
+  ld_unchanged(agg, &before);
   tm_buf_free(&before);
-  tm_buf_free(&after);
 }
 
 static void test_load_errors(void **state) {
@@ -578,18 +584,14 @@ static void test_load_errors(void **state) {
  * allocated; next is called only as far as the failing item. */
 static void ld_expect_from(tally_agg *agg, tu_alloc *ta, const tally_bytes *ns,
                            size_t n, ld_stream *st, int want, long calls) {
-  tm_buf before = {0}, after = {0};
+  tm_buf before = {0};
   long blocks = ta->live_blocks;
   assert_int_equal(tm_dump(agg, &before), TALLY_OK);
   assert_int_equal(tally_agg_load_from(agg, ns, n, ld_next, st), want);
   assert_int_equal(st->calls, calls);
   assert_int_equal(ta->live_blocks, blocks);
-  assert_int_equal(tm_dump(agg, &after), TALLY_OK);
-  assert_int_equal(before.n, after.n);
-  assert_memory_equal(before.p, after.p, before.n);
-  ld_validate(agg);
+  ld_unchanged(agg, &before);
   tm_buf_free(&before);
-  tm_buf_free(&after);
 }
 
 static void test_load_from_errors(void **state) {
@@ -699,7 +701,7 @@ static void ld_oom_one(unsigned b, size_t n, bool in_txn, bool after,
   tally_agg *agg, *ref = ld_agg(b, NULL);
   tally_keybuf nskb, okb;
   tally_bytes nsv = tu_key_str(&nskb, "load"), other = tu_key_int(&okb, 1);
-  tm_buf before = {0}, now = {0};
+  tm_buf before = {0};
   ld_set s;
   long k, fails = 0;
   long blocks;
@@ -736,10 +738,7 @@ static void ld_oom_one(unsigned b, size_t n, bool in_txn, bool after,
     assert_true(ta.failures > refused);
     fails++;
     assert_int_equal(ta.live_blocks, blocks); /* nothing kept */
-    assert_int_equal(tm_dump(agg, &now), TALLY_OK);
-    assert_int_equal(now.n, before.n);
-    assert_memory_equal(now.p, before.p, before.n);
-    ld_validate(agg);
+    ld_unchanged(agg, &before);
     assert_true(k < 100000);
   }
   assert_true(fails >= 1); /* at least the first allocation was tried */
@@ -759,7 +758,6 @@ static void ld_oom_one(unsigned b, size_t n, bool in_txn, bool after,
     ld_same_dump(agg, ref);
   }
   tm_buf_free(&before);
-  tm_buf_free(&now);
   ld_free(&s);
   tally_agg_free(agg);
   tally_agg_free(ref);
