@@ -856,7 +856,7 @@ static unsigned bt_load_target(unsigned cap) {
  * keep cap/2). */
 static size_t bt_load_nodes(size_t k, unsigned cap) {
   unsigned f = bt_load_target(cap);
-  size_t m = (k + f - 1) / f;
+  size_t m = k / f + (k % f != 0);
   return m == 2 && k <= cap ? 1 : m;
 }
 
@@ -928,7 +928,7 @@ int tally__tree_build(tally__ctx *cx, size_t n, tally__load_pull pull,
                       void *u, tally__built *out) {
   const tally__mem *mem = &cx->mem;
   unsigned cap = cx->node_size, h = 1;
-  size_t k, m, j, pos;
+  size_t k, m, j, pos, vcap;
   bt_load_slot *v;
   tally__node *stg;
   int rc = TALLY_OK;
@@ -939,7 +939,10 @@ int tally__tree_build(tally__ctx *cx, size_t n, tally__load_pull pull,
   if (n == 0)
     return TALLY_OK;
   m = bt_load_nodes(n, cap);
-  v = tally__malloc(mem, m * sizeof *v);
+  /* v grows with the leaves built: n is the caller's word, not an array
+   * it holds, and a source may stop long before n */
+  vcap = m < 16 ? m : 16;
+  v = tally__malloc(mem, vcap * sizeof *v);
   if (v == NULL)
     return TALLY_ENOMEM;
   stg = tally__node_alloc(mem, cap, 1, (size_t)cap * TALLY__ENTRY_MAX);
@@ -960,6 +963,16 @@ int tally__tree_build(tally__ctx *cx, size_t n, tally__load_pull pull,
     }
     if (rc != TALLY_OK)
       break;
+    if (j == vcap) {
+      size_t nc = vcap <= m / 2 ? vcap * 2 : m;
+      bt_load_slot *nv = tally__realloc(mem, v, nc * sizeof *v);
+      if (nv == NULL) {
+        rc = TALLY_ENOMEM;
+        break;
+      }
+      v = nv;
+      vcap = nc;
+    }
     nd = tally__node_alloc(mem, cap, 1, bt_load_icap(stg->off[cnt], cnt, cap));
     if (nd == NULL) {
       rc = TALLY_ENOMEM;

@@ -631,6 +631,11 @@ static void test_load_from_errors(void **state) {
                      TALLY_EINVAL);
     assert_int_equal(tally_agg_load_from(agg, &fresh, 0, NULL, &st),
                      TALLY_OK);
+    /* a count far beyond the source's items (none could hold them all):
+     * the load takes what the source has, which then fails */
+    ld_stream_init(&st, &s);
+    st.fail_at = (long)n + 1;
+    ld_expect_from(agg, &ta, &fresh, SIZE_MAX, &st, TALLY_EHOOK, (long)n + 1);
     for (k = 0; k < 3; k++) {
       ld_stream_init(&st, &s);
       st.fail_at = at[k];
