@@ -843,9 +843,10 @@ int tally__tree_clear(tally__ctx *cx, tally__tree *t) {
 /*
  * A built node is filled to cap - cap/16 entries, not to cap: the first
  * write that lands in it after the build (a log replayed after a
- * checkpoint, the next rows of a backfilled table) then finds room instead
+ * checkpoint, the first writes after any load) then finds room instead
  * of splitting it, which costs a fresh node and its first-touch page
- * faults. Nodes stay at least 15/16 full (94% at the default 64).
+ * faults. A large level's nodes hold close to the target (93.7% of 64 at
+ * 10^6 items).
  */
 static unsigned bt_load_target(unsigned cap) {
   return cap - cap / 16;
@@ -865,8 +866,7 @@ static size_t bt_load_nodes(size_t k, unsigned cap) {
  * holds at most the target and, when m > 1, at least cap/2 (invariant 2):
  * m = 2 means k > cap, and m >= 3 means k/m > (m-1)/m * target >= cap/2.
  * A level of one node (the root) takes all k. */
-static unsigned bt_load_fill(size_t k, size_t m, size_t j, unsigned cap) {
-  (void)cap;
+static unsigned bt_load_fill(size_t k, size_t m, size_t j) {
   return (unsigned)(k / m + (j < k % m ? 1 : 0));
 }
 
@@ -953,7 +953,7 @@ int tally__tree_build(tally__ctx *cx, size_t n, tally__load_pull pull,
 
   /* Leaves. */
   for (j = 0; j < m; j++) {
-    unsigned cnt = bt_load_fill(n, m, j, cap), i;
+    unsigned cnt = bt_load_fill(n, m, j), i;
     tally__node *nd;
     for (i = 0; i < cnt && rc == TALLY_OK; i++) {
       const tally_entry *e = NULL;
@@ -992,7 +992,7 @@ int tally__tree_build(tally__ctx *cx, size_t n, tally__load_pull pull,
   for (k = m; k > 1; k = m, h++) {
     m = bt_load_nodes(k, cap);
     for (j = 0, pos = 0; j < m; j++) {
-      unsigned cnt = bt_load_fill(k, m, j, cap), i;
+      unsigned cnt = bt_load_fill(k, m, j), i;
       size_t used = 0;
       const tally__node *lead = v[pos].lead;
       tally__node *nd;

@@ -95,10 +95,11 @@ int tally__tree_set_sum(tally__ctx *cx, tally__tree *t, const void *key,
 int tally__tree_clear(tally__ctx *cx, tally__tree *t);
 
 /*
- * Build the empty tree t bottom-up from n >= 1 items in strictly ascending
+ * Build the empty tree t bottom-up from n items in strictly ascending
  * (key, id) order, each with a valid key, id and sum (the caller checked
- * all of that). Nodes are filled to cap; the last two nodes of a level
- * share their entries so that both keep at least cap/2 (invariant 2).
+ * all of that). The nodes of a level share its entries evenly, none above
+ * cap - cap/16 (room for the next writes) and, below the root, none
+ * under cap/2 (invariant 2).
  * Nothing is logged: t must be destroyed whole by a record below the
  * caller's mark on rollback (the UR_NEW_TREE of a tree created in the
  * same write), and no record may refer to its nodes. TALLY_ENOMEM leaves
