@@ -1,6 +1,7 @@
 /*
  * test_coverage.c - paths the other suites do not reach, each checked for
- * its documented outcome: every write refused in a doomed transaction;
+ * its documented outcome: every write refused in a doomed transaction
+ * (also a load whose source dooms it);
  * allocation failure at every allocation of writes that create a
  * namespace and of pages; the page invariants after every fill; backfills
  * larger than one batch; transactions that cannot begin; ended
@@ -53,7 +54,26 @@ typedef struct doomed {
   bool by_txn; /* doom through a tally_txn_* call, not a direct write */
   int rc[20];
   int n;
+  int nexts; /* calls of doom_next */
 } doomed;
+
+/* A tally_load_next that hands out the item e each time and, if doom is
+ * set, dooms the open transaction by a failed write on its first call. */
+typedef struct doom_src {
+  doomed *d;
+  tally_entry e;
+  bool doom; /* fail a write on the first call */
+} doom_src;
+
+static int doom_next(void *udata, tally_entry *item) {
+  doom_src *s = udata;
+  s->d->nexts++;
+  if (s->doom && s->d->nexts == 1)
+    assert_int_equal(tally_agg_insert(s->d->agg, NULL, s->e.key, s->e.id, NAN),
+                     TALLY_EINVAL);
+  *item = s->e;
+  return 0;
+}
 
 static int fn_doomed(tally_txn *txn, void *u) {
   doomed *d = u;
@@ -82,6 +102,12 @@ static int fn_doomed(tally_txn *txn, void *u) {
   d->rc[d->n++] = tally_agg_clear(d->agg, NULL);
   d->rc[d->n++] = tally_agg_clear_all(d->agg);
   d->rc[d->n++] = tally_agg_load(d->agg, &ns, &e, 1);
+  {
+    doom_src src = {d, {k, id, 1.0}, false};
+    d->nexts = 0;
+    d->rc[d->n++] = tally_agg_load_from(d->agg, &ns, 1, doom_next, &src);
+    assert_int_equal(d->nexts, 0); /* refused before taking any item */
+  }
   d->rc[d->n++] = tally_agg_begin(d->agg);
   d->rc[d->n++] = tally_agg_commit(d->agg);
   /* the table aggregate's own aggregate is doomed too (one transaction) */
@@ -114,7 +140,7 @@ static void test_doomed_writes(void **state) {
      * (tally.h, "How a transaction runs") */
     d.by_txn = by_txn;
     assert_int_equal(tally_db_transact(db, fn_doomed, &d), TALLY_EINVAL);
-    assert_int_equal(d.n, 15);
+    assert_int_equal(d.n, 16);
     for (int i = 0; i < d.n; i++) {
       if (d.rc[i] != TALLY_EBADTXN)
         fprintf(stderr, "call %d gave %s\n", i, tally_errname(d.rc[i]));
@@ -127,6 +153,52 @@ static void test_doomed_writes(void **state) {
   assert_false(tally_agg_in_txn(d.agg));
   tally_db_free(db);
   tally_table_free(d.t);
+  tally_agg_free(d.agg);
+  mt_free(&mt);
+}
+
+/* A load whose next dooms the transaction (a failed write of its own)
+ * takes every item, then refuses with TALLY_EBADTXN: the namespace is not
+ * created, and tally_db_transact returns the write's error. */
+static int fn_doom_in_next(tally_txn *txn, void *u) {
+  doomed *d = u;
+  unsigned char kb[TALLY_KEY_SCALAR_SIZE], ib[8], nb[8];
+  tally_bytes ns = tally_key_of_str("n", nb, sizeof nb);
+  doom_src src;
+  (void)txn;
+  src.d = d;
+  src.e.key = tally_key_of_int(3, kb);
+  src.e.id = idv(3, ib);
+  src.e.sum = 1.0;
+  src.doom = true;
+  d->nexts = 0;
+  d->rc[0] = tally_agg_load_from(d->agg, &ns, 1, doom_next, &src);
+  d->n = 1;
+  assert_int_equal(d->nexts, 1);
+  assert_int_equal(tally_agg_namespace_count(d->agg), 0);
+  return 0;
+}
+
+static void test_doomed_by_load_source(void **state) {
+  memtable mt;
+  tally_db *db;
+  tally_db_options o;
+  doomed d;
+  (void)state;
+  mt_init(&mt, TABLES);
+  memset(&d, 0, sizeof d);
+  assert_int_equal(tally_agg_new(NULL, &d.agg), TALLY_OK);
+  memset(&o, 0, sizeof o);
+  o.store = &mt.store;
+  assert_int_equal(tally_db_new(&o, &db), TALLY_OK);
+  assert_int_equal(tally_db_enlist(db, d.agg), TALLY_OK);
+  assert_int_equal(tally_db_transact(db, fn_doom_in_next, &d), TALLY_EINVAL);
+  assert_int_equal(d.n, 1);
+  assert_int_equal(d.rc[0], TALLY_EBADTXN);
+  assert_int_equal(tally_agg_namespace_count(d.agg), 0);
+  assert_false(tally_agg_in_txn(d.agg));
+  check_agg(d.agg);
+  tally_db_free(db);
   tally_agg_free(d.agg);
   mt_free(&mt);
 }
@@ -743,6 +815,7 @@ static void test_short_bytes(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_doomed_writes),
+      cmocka_unit_test(test_doomed_by_load_source),
       cmocka_unit_test(test_oom_new_namespaces),
       cmocka_unit_test(test_page_oom),
       cmocka_unit_test(test_backfill_batches),
