@@ -657,14 +657,21 @@ static bool agg_doomed(const tally_agg *agg) {
   return agg != NULL && tally__agg_doomed(agg) != TALLY_OK;
 }
 
-/* Is item e ordered strictly after the item (pk, pi)? */
-static bool agg_after(const unsigned char *pk, size_t pkl,
-                      const unsigned char *pi, size_t pil,
-                      const tally_entry *e) {
-  int c = agg_cmp(pk, pkl, agg_data(e->key), e->key.len);
+/* One item of a load, by tally_agg_load's rules: key, id and sum valid,
+ * and, when prev is not NULL, ordered strictly after prev by (key, id). */
+static int agg_check_entry(const tally_entry *prev, const tally_entry *e) {
+  int rc = agg_check_item(NULL, e->key, e->id);
+  int c;
+  if (rc == TALLY_OK)
+    rc = agg_check_sum(e->sum);
+  if (rc != TALLY_OK || prev == NULL)
+    return rc;
+  c = agg_cmp(agg_data(prev->key), prev->key.len, agg_data(e->key),
+              e->key.len);
   if (c == 0)
-    c = agg_cmp(pi, pil, agg_data(e->id), e->id.len);
-  return c < 0;
+    c = agg_cmp(agg_data(prev->id), prev->id.len, agg_data(e->id),
+                e->id.len);
+  return c < 0 ? TALLY_OK : TALLY_EINVAL;
 }
 
 /* The source of a load: an array checked beforehand (next NULL), or the
@@ -677,8 +684,8 @@ typedef struct agg_src {
   void *udata;
   tally_entry cur;
   bool have_prev;
-  size_t pkl, pil;
-  unsigned char prev[TALLY_KEY_MAX + TALLY_ID_MAX];
+  tally_entry prev; /* views into prev_bytes */
+  unsigned char prev_bytes[TALLY_KEY_MAX + TALLY_ID_MAX];
 } agg_src;
 
 static int agg_src_pull(void *u, const tally_entry **out) {
@@ -692,19 +699,16 @@ static int agg_src_pull(void *u, const tally_entry **out) {
   memset(e, 0, sizeof *e);
   if (s->next(s->udata, e) != 0)
     return TALLY_EHOOK;
-  rc = agg_check_item(NULL, e->key, e->id);
-  if (rc == TALLY_OK)
-    rc = agg_check_sum(e->sum);
-  if (rc == TALLY_OK && s->have_prev &&
-      !agg_after(s->prev, s->pkl, s->prev + s->pkl, s->pil, e))
-    rc = TALLY_EINVAL;
+  rc = agg_check_entry(s->have_prev ? &s->prev : NULL, e);
   if (rc != TALLY_OK)
     return rc;
-  s->pkl = e->key.len;
-  s->pil = e->id.len;
-  memcpy(s->prev, agg_data(e->key), s->pkl);
-  if (s->pil)
-    memcpy(s->prev + s->pkl, e->id.data, s->pil);
+  memcpy(s->prev_bytes, agg_data(e->key), e->key.len);
+  if (e->id.len)
+    memcpy(s->prev_bytes + e->key.len, e->id.data, e->id.len);
+  s->prev.key.data = s->prev_bytes;
+  s->prev.key.len = e->key.len;
+  s->prev.id.data = s->prev_bytes + e->key.len;
+  s->prev.id.len = e->id.len;
   s->have_prev = true;
   *out = e;
   return TALLY_OK;
@@ -755,18 +759,8 @@ static int agg_load(tally_agg *agg, const tally_bytes *ns,
   if (agg == NULL || (items == NULL && n > 0))
     return TALLY_EINVAL;
   rc = agg_check_ns(ns);
-  for (i = 0; rc == TALLY_OK && i < n; i++) {
-    const tally_entry *e = &items[i];
-    rc = agg_check_item(NULL, e->key, e->id);
-    if (rc == TALLY_OK)
-      rc = agg_check_sum(e->sum);
-    if (rc == TALLY_OK && i > 0) {
-      const tally_entry *d = &items[i - 1];
-      if (!agg_after(agg_data(d->key), d->key.len, agg_data(d->id),
-                     d->id.len, e))
-        rc = TALLY_EINVAL;
-    }
-  }
+  for (i = 0; rc == TALLY_OK && i < n; i++)
+    rc = agg_check_entry(i > 0 ? &items[i - 1] : NULL, &items[i]);
   if (rc != TALLY_OK)
     return rc;
   memset(&src, 0, sizeof src);
