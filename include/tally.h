@@ -1169,8 +1169,9 @@ TALLY_API int tally_table_validate(const tally_table *t, char *msg,
  * own (rolled back on failure); inside the caller's open transaction a
  * failure leaves part of the work in that transaction, which the caller
  * must roll back. Rows are gathered in batches (up to 65536 rows / 4 MiB
- * of keys) and inserted in the order the store hands them out (when a row
- * comes twice, the last one wins). The transaction keeps an undo record
+ * of keys) and inserted in the order the store hands them out (an item
+ * that comes twice ends with the last one's sum; a row that comes twice
+ * under two keys leaves both items). The transaction keeps an undo record
  * of every insert until it ends: expect memory in proportion to the rows
  * while it runs. The extractors see table as tally_row.table.
  * @param[in]  store  its scan_rows is required; table is passed to it.

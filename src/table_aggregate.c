@@ -357,7 +357,8 @@ int tally_table_index_of_row(tally_table *t, const char *table,
  * id) first, so that consecutive inserts land in neighbouring leaves, was
  * measured at 10^6 random int64 keys: the sort cost more than it saved
  * (backfill ~5% slower than one-by-one inserts with it, ~5-9% faster
- * without), so rows go in as they come; with duplicates, the last wins.
+ * without), so rows go in as they come; an item that comes twice ends
+ * with the last one's sum.
  * Memory stays bounded by the batch.
  *
  * A batch is an arena of packed records plus an index of them:

@@ -5,7 +5,8 @@
  * allocation failure at every allocation of writes that create a
  * namespace and of pages; the page invariants after every fill; backfills
  * larger than one batch; transactions that cannot begin; ended
- * transactions; a store whose scan hands out bad ids. INTERNAL: it calls
+ * transactions; a store whose scan hands out bad ids, or a row twice.
+ * INTERNAL: it calls
  * tally__page_validate.
  */
 #include <math.h>
@@ -458,6 +459,55 @@ static void test_scan_bad_rows(void **state) {
   assert_int_equal(al.live_blocks, 0);
 }
 
+/* A scan that hands out row 1 twice: the same item with another sum, or
+ * (moved) under another key. */
+static int twice_scan(void *u, const char *table,
+                      int (*fn)(tally_bytes id, const void *row, void *ctx),
+                      void *ctx) {
+  const int *moved = u;
+  unsigned char ib[8];
+  mt_row row = mt_row_make("u", 1, 1.0);
+  int rc;
+  (void)table;
+  rc = fn(idv(1, ib), &row, ctx);
+  if (rc != 0)
+    return rc;
+  row.value = 2.0;
+  if (*moved)
+    row.score = 2;
+  return fn(idv(1, ib), &row, ctx);
+}
+
+/* README 6.5: an item handed out twice is there once, with the last
+ * one's sum (insert_if_absent sets it); a row handed out twice under two
+ * keys gives two items. Backfill and verify agree on it. */
+static void test_scan_repeated_rows(void **state) {
+  tally_table *t;
+  tally_store s;
+  tally_verify_report rep;
+  uint64_t rows = 0, count = 0;
+  double sum = 0;
+  (void)state;
+  memset(&s, 0, sizeof s);
+  s.scan_rows = twice_scan;
+  for (int moved = 0; moved < 2; moved++) {
+    s.udata = &moved;
+    t = score_table(NULL);
+    assert_int_equal(tally_table_backfill(t, &s, "scores", &rows), TALLY_OK);
+    assert_int_equal(rows, 2);
+    assert_int_equal(tally_agg_count_sum(tally_table_agg(t), NULL, NULL,
+                                         &count, &sum),
+                     TALLY_OK);
+    assert_int_equal(count, moved ? 2 : 1);
+    tu_assert_double_eq(sum, moved ? 3.0 : 2.0);
+    assert_int_equal(tally_table_verify(t, &s, "scores", NULL, NULL, &rep),
+                     TALLY_OK);
+    assert_int_equal(rep.missing + rep.extra + rep.wrong, 0);
+    check_agg(tally_table_agg(t));
+    tally_table_free(t);
+  }
+}
+
 /* ---------------------------------------------------------------------- */
 /* Transactions that cannot begin; ended transactions; failing gets        */
 /* ---------------------------------------------------------------------- */
@@ -820,6 +870,7 @@ int main(void) {
       cmocka_unit_test(test_page_oom),
       cmocka_unit_test(test_backfill_batches),
       cmocka_unit_test(test_scan_bad_rows),
+      cmocka_unit_test(test_scan_repeated_rows),
       cmocka_unit_test(test_txn_edges),
       cmocka_unit_test(test_key_edges),
       cmocka_unit_test(test_oom_load_insert),
