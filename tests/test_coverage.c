@@ -6,8 +6,7 @@
  * namespace and of pages; the page invariants after every fill; backfills
  * larger than one batch; transactions that cannot begin; ended
  * transactions; a store whose scan hands out bad ids, or a row twice.
- * INTERNAL: it calls
- * tally__page_validate.
+ * INTERNAL: it calls tally__page_validate.
  */
 #include <math.h>
 #include <stdio.h>
