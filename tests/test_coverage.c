@@ -118,6 +118,28 @@ static int fn_doomed(tally_txn *txn, void *u) {
   return 0;
 }
 
+/* A load whose next dooms the transaction (a failed write of its own)
+ * takes every item, then refuses with TALLY_EBADTXN: the namespace is not
+ * created, and tally_db_transact returns the write's error. */
+static int fn_doom_in_next(tally_txn *txn, void *u) {
+  doomed *d = u;
+  unsigned char kb[TALLY_KEY_SCALAR_SIZE], ib[8], nb[8];
+  tally_bytes ns = tally_key_of_str("n", nb, sizeof nb);
+  doom_src src;
+  (void)txn;
+  src.d = d;
+  src.e.key = tally_key_of_int(3, kb);
+  src.e.id = idv(3, ib);
+  src.e.sum = 1.0;
+  src.doom = true;
+  d->nexts = 0;
+  d->rc[0] = tally_agg_load_from(d->agg, &ns, 1, doom_next, &src);
+  d->n = 1;
+  assert_int_equal(d->nexts, 1);
+  assert_int_equal(tally_agg_namespace_count(d->agg), 0);
+  return 0;
+}
+
 static void test_doomed_writes(void **state) {
   memtable mt;
   tally_db *db;
@@ -148,57 +170,16 @@ static void test_doomed_writes(void **state) {
     }
     assert_int_equal(tally_db_hook_error(db), 0);
   }
+  /* a load whose source dooms the transaction midway */
+  assert_int_equal(tally_db_transact(db, fn_doom_in_next, &d), TALLY_EINVAL);
+  assert_int_equal(d.n, 1);
+  assert_int_equal(d.rc[0], TALLY_EBADTXN);
+  check_agg(d.agg);
   assert_int_equal(tally_agg_namespace_count(d.agg), 0);
   assert_int_equal(tally_agg_namespace_count(tally_table_agg(d.t)), 0);
   assert_false(tally_agg_in_txn(d.agg));
   tally_db_free(db);
   tally_table_free(d.t);
-  tally_agg_free(d.agg);
-  mt_free(&mt);
-}
-
-/* A load whose next dooms the transaction (a failed write of its own)
- * takes every item, then refuses with TALLY_EBADTXN: the namespace is not
- * created, and tally_db_transact returns the write's error. */
-static int fn_doom_in_next(tally_txn *txn, void *u) {
-  doomed *d = u;
-  unsigned char kb[TALLY_KEY_SCALAR_SIZE], ib[8], nb[8];
-  tally_bytes ns = tally_key_of_str("n", nb, sizeof nb);
-  doom_src src;
-  (void)txn;
-  src.d = d;
-  src.e.key = tally_key_of_int(3, kb);
-  src.e.id = idv(3, ib);
-  src.e.sum = 1.0;
-  src.doom = true;
-  d->nexts = 0;
-  d->rc[0] = tally_agg_load_from(d->agg, &ns, 1, doom_next, &src);
-  d->n = 1;
-  assert_int_equal(d->nexts, 1);
-  assert_int_equal(tally_agg_namespace_count(d->agg), 0);
-  return 0;
-}
-
-static void test_doomed_by_load_source(void **state) {
-  memtable mt;
-  tally_db *db;
-  tally_db_options o;
-  doomed d;
-  (void)state;
-  mt_init(&mt, TABLES);
-  memset(&d, 0, sizeof d);
-  assert_int_equal(tally_agg_new(NULL, &d.agg), TALLY_OK);
-  memset(&o, 0, sizeof o);
-  o.store = &mt.store;
-  assert_int_equal(tally_db_new(&o, &db), TALLY_OK);
-  assert_int_equal(tally_db_enlist(db, d.agg), TALLY_OK);
-  assert_int_equal(tally_db_transact(db, fn_doom_in_next, &d), TALLY_EINVAL);
-  assert_int_equal(d.n, 1);
-  assert_int_equal(d.rc[0], TALLY_EBADTXN);
-  assert_int_equal(tally_agg_namespace_count(d.agg), 0);
-  assert_false(tally_agg_in_txn(d.agg));
-  check_agg(d.agg);
-  tally_db_free(db);
   tally_agg_free(d.agg);
   mt_free(&mt);
 }
@@ -402,9 +383,10 @@ static void test_backfill_batches(void **state) {
   mt_free(&mt);
 }
 
-/* A scan that hands out one bad row among good ones. */
+/* A scan that hands out one bad row among good ones, or row 1 twice. */
 typedef struct badscan {
-  int mode; /* 0 NULL id data, 1 oversized id, 2 NULL row */
+  int mode; /* 0 NULL id data, 1 oversized id, 2 NULL row; row 1 again:
+               3 with another sum, 4 also under another key */
 } badscan;
 
 static int bs_scan(void *u, const char *table,
@@ -419,14 +401,17 @@ static int bs_scan(void *u, const char *table,
   rc = fn(idv(1, ib), &row, ctx);
   if (rc != 0)
     return rc;
-  row.score = 2;
+  row.score = b->mode == 3 ? 1 : 2;
+  row.value = 2.0;
   switch (b->mode) {
   case 0:
     return fn((tally_bytes){NULL, 3}, &row, ctx);
   case 1:
     return fn((tally_bytes){big, sizeof big}, &row, ctx);
-  default:
+  case 2:
     return fn(idv(2, ib), NULL, ctx);
+  default:
+    return fn(idv(1, ib), &row, ctx);
   }
 }
 
@@ -458,25 +443,6 @@ static void test_scan_bad_rows(void **state) {
   assert_int_equal(al.live_blocks, 0);
 }
 
-/* A scan that hands out row 1 twice: the same item with another sum, or
- * (moved) under another key. */
-static int twice_scan(void *u, const char *table,
-                      int (*fn)(tally_bytes id, const void *row, void *ctx),
-                      void *ctx) {
-  const int *moved = u;
-  unsigned char ib[8];
-  mt_row row = mt_row_make("u", 1, 1.0);
-  int rc;
-  (void)table;
-  rc = fn(idv(1, ib), &row, ctx);
-  if (rc != 0)
-    return rc;
-  row.value = 2.0;
-  if (*moved)
-    row.score = 2;
-  return fn(idv(1, ib), &row, ctx);
-}
-
 /* README 6.5: an item handed out twice is there once, with the last
  * one's sum (insert_if_absent sets it); a row handed out twice under two
  * keys gives two items. Backfill and verify agree on it. */
@@ -487,10 +453,12 @@ static void test_scan_repeated_rows(void **state) {
   uint64_t rows = 0, count = 0;
   double sum = 0;
   (void)state;
+  badscan b;
   memset(&s, 0, sizeof s);
-  s.scan_rows = twice_scan;
+  s.scan_rows = bs_scan;
+  s.udata = &b;
   for (int moved = 0; moved < 2; moved++) {
-    s.udata = &moved;
+    b.mode = 3 + moved;
     t = score_table(NULL);
     assert_int_equal(tally_table_backfill(t, &s, "scores", &rows), TALLY_OK);
     assert_int_equal(rows, 2);
@@ -864,7 +832,6 @@ static void test_short_bytes(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_doomed_writes),
-      cmocka_unit_test(test_doomed_by_load_source),
       cmocka_unit_test(test_oom_new_namespaces),
       cmocka_unit_test(test_page_oom),
       cmocka_unit_test(test_backfill_batches),
