@@ -1372,7 +1372,9 @@ int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
   tally__edge lo, hi, ce;
   tally_bytes ckey, cid;
   tally__iter it;
-  tally_item item;
+  unsigned char *dst = NULL;
+  size_t kl = 0, il = 0;
+  double sum = 0.0;
   uint64_t rlo, rhi, rc_edge, remaining, take, i;
   int rc;
 
@@ -1420,10 +1422,13 @@ int tally_agg_paginate(const tally_agg *agg, const tally_bytes *ns,
     for (i = 0; rc == TALLY_OK && i < take; i++) {
       if (i > 0)
         rc = order == TALLY_ASC ? tally__iter_next(&it) : tally__iter_prev(&it);
+      /* straight from the node into the page */
       if (rc == TALLY_OK)
-        rc = tally__iter_get(&it, &item);
+        rc = tally__page_room(page, TALLY_KEY_MAX + TALLY_ID_MAX, &dst);
       if (rc == TALLY_OK)
-        rc = tally__page_push(page, &item);
+        rc = tally__iter_copy(&it, dst, &kl, &il, &sum);
+      if (rc == TALLY_OK)
+        tally__page_push(page, kl, il, sum);
     }
     if (rc != TALLY_OK) {
       tally__page_reset(page);

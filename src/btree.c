@@ -1573,6 +1573,19 @@ int tally__iter_get(const tally__iter *it, tally_item *out) {
   return TALLY_OK;
 }
 
+int tally__iter_copy(const tally__iter *it, unsigned char *dst, size_t *klen,
+                     size_t *idlen, double *sum) {
+  const tally__node *nd;
+  unsigned j;
+  if (it->depth == 0 || it->version != it->t->version)
+    return TALLY_EINVAL;
+  nd = it->path[it->depth - 1].node;
+  j = it->path[it->depth - 1].idx;
+  tally__entry_copy(nd, j, dst, klen, idlen);
+  *sum = nd->sum[j];
+  return TALLY_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Validation                                                                */
 /* ------------------------------------------------------------------------ */

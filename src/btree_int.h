@@ -204,5 +204,10 @@ int tally__iter_next(tally__iter *it);
 int tally__iter_prev(tally__iter *it);
 /* Copy the current item; TALLY_EINVAL as above. */
 int tally__iter_get(const tally__iter *it, tally_item *out);
+/* Write the current item's key and then its id to dst, which has room
+ * for TALLY_KEY_MAX + TALLY_ID_MAX bytes; their lengths and the sum go to
+ * the other outputs. TALLY_EINVAL as above. */
+int tally__iter_copy(const tally__iter *it, unsigned char *dst, size_t *klen,
+                     size_t *idlen, double *sum);
 
 #endif /* TALLY_BTREE_INT_H */

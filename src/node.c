@@ -318,17 +318,26 @@ size_t tally__node_copy_entry(const tally__node *nd, unsigned i,
 uint64_t tally__key_pfx(const unsigned char *k, size_t kl, unsigned pad) {
   uint64_t p = 0;
   size_t i;
+  if (kl >= 8) /* no padding: a byte-swapped load, as bt_be64 stores */
+    return ((uint64_t)k[0] << 56) | ((uint64_t)k[1] << 48) |
+           ((uint64_t)k[2] << 40) | ((uint64_t)k[3] << 32) |
+           ((uint64_t)k[4] << 24) | ((uint64_t)k[5] << 16) |
+           ((uint64_t)k[6] << 8) | (uint64_t)k[7];
   for (i = 0; i < 8; i++)
     p = (p << 8) | (i < kl ? k[i] : pad);
   return p;
 }
 
+/* Byte by byte, which compilers turn into a byte-swapped store. */
 static void bt_be64(unsigned char *b, uint64_t v) {
-  int i;
-  for (i = 7; i >= 0; i--) {
-    b[i] = (unsigned char)(v & 0xff);
-    v >>= 8;
-  }
+  b[0] = (unsigned char)(v >> 56);
+  b[1] = (unsigned char)(v >> 48);
+  b[2] = (unsigned char)(v >> 40);
+  b[3] = (unsigned char)(v >> 32);
+  b[4] = (unsigned char)(v >> 24);
+  b[5] = (unsigned char)(v >> 16);
+  b[6] = (unsigned char)(v >> 8);
+  b[7] = (unsigned char)v;
 }
 
 /* Encode (key, id) into buf; returns its length and sets *pfx. */
@@ -409,25 +418,38 @@ int tally__entry_keycmp(const tally__node *nd, unsigned j, const tally__ent *e,
   return tally__bytes_cmp(e->ksuf, el - 8, k + 8, kl - 8);
 }
 
-/* Copy entry j out as a full key and id. */
-static void bt_get(const tally__node *nd, unsigned j, unsigned char *key,
-                   size_t *kl, unsigned char *id, size_t *il) {
-  tally__ent e;
-  unsigned char b8[8];
-  tally__entry_decode(nd, j, &e);
-  bt_be64(b8, nd->pfx[j]);
-  memcpy(key, b8, e.klen < 8 ? e.klen : 8);
-  if (e.klen > 8)
-    memcpy(key + 8, e.ksuf, e.klen - 8);
-  if (e.idlen)
-    memcpy(id, e.id, e.idlen);
-  *kl = e.klen;
-  *il = e.idlen;
+/* Copy entry j (decoded in e) out as a full key and its id. */
+static void nd_get(const tally__node *nd, unsigned j, const tally__ent *e,
+                   unsigned char *key, unsigned char *id) {
+  if (e->klen >= 8) { /* the prefix is the key's first 8 bytes */
+    bt_be64(key, nd->pfx[j]);
+    if (e->klen > 8)
+      memcpy(key + 8, e->ksuf, e->klen - 8);
+  } else {
+    unsigned char b8[8];
+    bt_be64(b8, nd->pfx[j]);
+    memcpy(key, b8, e->klen);
+  }
+  if (e->idlen)
+    memcpy(id, e->id, e->idlen);
 }
 
 void tally__entry_out(const tally__node *nd, unsigned j, tally_item *out) {
-  bt_get(nd, j, out->key, &out->key_len, out->id, &out->id_len);
+  tally__ent e;
+  tally__entry_decode(nd, j, &e);
+  nd_get(nd, j, &e, out->key, out->id);
+  out->key_len = e.klen;
+  out->id_len = e.idlen;
   out->sum = nd->sum[j];
+}
+
+void tally__entry_copy(const tally__node *nd, unsigned j, unsigned char *dst,
+                       size_t *klen, size_t *idlen) {
+  tally__ent e;
+  tally__entry_decode(nd, j, &e);
+  nd_get(nd, j, &e, dst, dst + e.klen);
+  *klen = e.klen;
+  *idlen = e.idlen;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -173,6 +173,10 @@ int tally__entry_keycmp(const tally__node *nd, unsigned j, const tally__ent *e,
                         const unsigned char *k, size_t kl, size_t trunc);
 /* Copy entry j out as a full item (key, id, sum). */
 void tally__entry_out(const tally__node *nd, unsigned j, tally_item *out);
+/* Copy entry j's key and then its id to dst (room for TALLY_KEY_MAX +
+ * TALLY_ID_MAX bytes); their lengths go to *klen and *idlen. */
+void tally__entry_copy(const tally__node *nd, unsigned j, unsigned char *dst,
+                       size_t *klen, size_t *idlen);
 
 /*
  * Check invariant 7 (node.c) on one node of node size cap with at most cap

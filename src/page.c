@@ -111,10 +111,7 @@ int tally__page_reserve(tally_page *p, size_t items) {
   return TALLY_OK;
 }
 
-int tally__page_push(tally_page *p, const tally_item *it) {
-  size_t need = it->key_len + it->id_len;
-  tally_entry *e;
-
+int tally__page_room(tally_page *p, size_t need, unsigned char **dst) {
   if (p->n >= p->cap_items)
     return TALLY_ENOMEM; /* tally__page_reserve was not called */
   if (need > p->cap_bytes - p->used) {
@@ -128,18 +125,19 @@ int tally__page_push(tally_page *p, const tally_item *it) {
     p->bytes = b;
     p->cap_bytes = ncap;
   }
-  e = &p->items[p->n++];
+  *dst = p->bytes + p->used;
+  return TALLY_OK;
+}
+
+void tally__page_push(tally_page *p, size_t klen, size_t idlen, double sum) {
+  tally_entry *e = &p->items[p->n++];
   /* offsets for now: bytes may still move (see tally__page_finish) */
   e->key.data = NULL;
-  e->key.len = it->key_len;
+  e->key.len = klen;
   e->id.data = NULL;
-  e->id.len = it->id_len;
-  e->sum = it->sum;
-  memcpy(p->bytes + p->used, it->key, it->key_len);
-  if (it->id_len > 0)
-    memcpy(p->bytes + p->used + it->key_len, it->id, it->id_len);
-  p->used += need;
-  return TALLY_OK;
+  e->id.len = idlen;
+  e->sum = sum;
+  p->used += klen + idlen;
 }
 
 void tally__page_finish(tally_page *p, bool done) {

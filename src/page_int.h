@@ -10,8 +10,13 @@
 void tally__page_reset(tally_page *p);
 /* Make room for `items` entries; TALLY_ENOMEM leaves the page as it was. */
 int tally__page_reserve(tally_page *p, size_t items);
-/* Append a copy of it; TALLY_ENOMEM when its bytes do not fit. */
-int tally__page_push(tally_page *p, const tally_item *it);
+/* Room for one more item of up to need bytes: *dst is where the caller
+ * writes its key and then its id, then tally__page_push appends it.
+ * TALLY_ENOMEM when no room could be made (the page is as before). */
+int tally__page_room(tally_page *p, size_t need, unsigned char **dst);
+/* Append the item whose key (klen bytes) and id (idlen) were just written
+ * at the room tally__page_room gave; its sum. */
+void tally__page_push(tally_page *p, size_t klen, size_t idlen, double sum);
 /* Point the views at the bytes; set done (done clears the next cursor). */
 void tally__page_finish(tally_page *p, bool done);
 /* Where paginate writes the next cursor. */
