@@ -567,6 +567,24 @@ static void test_one_line_keys(void **state) {
   assert_int_equal(tally_key_to_int(nowhere, &v), TALLY_EINVAL);
   assert_int_equal(tally_key_to_int(one, NULL), TALLY_EINVAL);
   assert_int_equal(v, 1850); /* untouched by every failure */
+  {
+    /* 9-byte doubles that no builder makes: -0.0 and a NaN other than the
+     * canonical one are refused, as tally_key_validate refuses them */
+    static const unsigned char mz[] = {0x20, 0x7f, 0xff, 0xff, 0xff,
+                                       0xff, 0xff, 0xff, 0xff};
+    static const unsigned char nan1[] = {0x20, 0xff, 0xf0, 0, 0,
+                                         0,    0,    0,    1};
+    tally_bytes mzk = {mz, sizeof mz}, nank = {nan1, sizeof nan1};
+    d = 7.0;
+    assert_int_equal(tally_key_validate(mzk), TALLY_EBADKEY);
+    assert_int_equal(tally_key_to_double(mzk, &d), TALLY_EBADKEY);
+    assert_int_equal(tally_key_validate(nank), TALLY_EBADKEY);
+    assert_int_equal(tally_key_to_double(nank, &d), TALLY_EBADKEY);
+    tu_assert_double_eq(d, 7.0);
+    /* asked for an int: the malformed key is what is reported */
+    assert_int_equal(tally_key_to_int(mzk, &v), TALLY_EBADKEY);
+    assert_int_equal(v, 1850);
+  }
   /* a helper that cannot build its key fails the call it is passed to */
   char big[TALLY_KEY_MAX + 1];
   memset(big, 'x', sizeof big - 1);
