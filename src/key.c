@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "be64_int.h"
 #include "tally.h"
 
 #define KEY_TAG_NULL 0x05
@@ -80,28 +81,8 @@
 #define KEY_FRAC_MASK UINT64_C(0x000fffffffffffff)
 
 /* ------------------------------------------------------------------------ */
-/* Fixed-width pieces                                                        */
+/* Fixed-width pieces (64-bit big-endian: be64_int.h)                       */
 /* ------------------------------------------------------------------------ */
-
-/* Written out byte by byte so that compilers see a byte-swapped store or
- * load (one or two instructions at -O2) instead of a loop. */
-static void key_put_be64(unsigned char *p, uint64_t v) {
-  p[0] = (unsigned char)(v >> 56);
-  p[1] = (unsigned char)(v >> 48);
-  p[2] = (unsigned char)(v >> 40);
-  p[3] = (unsigned char)(v >> 32);
-  p[4] = (unsigned char)(v >> 24);
-  p[5] = (unsigned char)(v >> 16);
-  p[6] = (unsigned char)(v >> 8);
-  p[7] = (unsigned char)v;
-}
-
-static uint64_t key_get_be64(const unsigned char *p) {
-  return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) |
-         ((uint64_t)p[2] << 40) | ((uint64_t)p[3] << 32) |
-         ((uint64_t)p[4] << 24) | ((uint64_t)p[5] << 16) |
-         ((uint64_t)p[6] << 8) | (uint64_t)p[7];
-}
 
 /* (uint64)v ^ sign: converting int64 to uint64 is defined (mod 2^64). */
 static uint64_t key_int_bits(int64_t v) { return (uint64_t)v ^ KEY_SIGN; }
@@ -186,7 +167,7 @@ static int key_put_tagged64(tally_keybuf *k, unsigned char tag, uint64_t v) {
   if (rc != TALLY_OK)
     return rc;
   k->data[k->len] = tag;
-  key_put_be64(k->data + k->len + 1, v);
+  tally__put_be64(k->data + k->len + 1, v);
   k->len += 9;
   return TALLY_OK;
 }
@@ -401,14 +382,14 @@ int tally_key_next(tally_keyreader *r, tally_elem *e) {
     if (avail < 9)
       return key_bad(r);
     x.type = TALLY_T_INT;
-    x.i = key_int_from_bits(key_get_be64(p + 1));
+    x.i = key_int_from_bits(tally__get_be64(p + 1));
     p += 9;
     break;
   case KEY_TAG_DOUBLE:
     if (avail < 9)
       return key_bad(r);
     x.type = TALLY_T_DOUBLE;
-    if (key_double_from_bits(key_get_be64(p + 1), &x.d) != TALLY_OK)
+    if (key_double_from_bits(tally__get_be64(p + 1), &x.d) != TALLY_OK)
       return key_bad(r);
     p += 9;
     break;
@@ -657,7 +638,7 @@ tally_bytes tally_id_int(int64_t v, unsigned char buf[8]) {
   tally_bytes out;
   if (buf == NULL)
     return key_invalid(8);
-  key_put_be64(buf, key_int_bits(v));
+  tally__put_be64(buf, key_int_bits(v));
   out.data = buf;
   out.len = 8;
   return out;
@@ -673,7 +654,7 @@ static tally_bytes key_of_tagged64(unsigned char tag, uint64_t v,
   if (buf == NULL)
     return key_invalid(TALLY_KEY_SCALAR_SIZE);
   buf[0] = tag;
-  key_put_be64(buf + 1, v);
+  tally__put_be64(buf + 1, v);
   out.data = buf;
   out.len = TALLY_KEY_SCALAR_SIZE;
   return out;
@@ -714,12 +695,12 @@ static int key_single(tally_bytes key, tally_type want, tally_elem *e) {
     const unsigned char *p = key.data;
     if (want == TALLY_T_INT && p[0] == KEY_TAG_INT) {
       e->type = TALLY_T_INT;
-      e->i = key_int_from_bits(key_get_be64(p + 1));
+      e->i = key_int_from_bits(tally__get_be64(p + 1));
       return TALLY_OK;
     }
     if (want == TALLY_T_DOUBLE && p[0] == KEY_TAG_DOUBLE) {
       e->type = TALLY_T_DOUBLE;
-      return key_double_from_bits(key_get_be64(p + 1), &e->d) == TALLY_OK
+      return key_double_from_bits(tally__get_be64(p + 1), &e->d) == TALLY_OK
                  ? TALLY_OK
                  : TALLY_EBADKEY;
     }
@@ -788,7 +769,7 @@ int tally_key_to_str(tally_bytes key, char *out, size_t cap, size_t *len) {
 int tally_id_to_int(tally_bytes id, int64_t *out) {
   if (id.len != 8 || id.data == NULL || out == NULL)
     return TALLY_EINVAL;
-  *out = key_int_from_bits(key_get_be64(id.data));
+  *out = key_int_from_bits(tally__get_be64(id.data));
   return TALLY_OK;
 }
 

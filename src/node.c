@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "be64_int.h"
 #include "node_int.h"
 
 /* ------------------------------------------------------------------------ */
@@ -318,26 +319,11 @@ size_t tally__node_copy_entry(const tally__node *nd, unsigned i,
 uint64_t tally__key_pfx(const unsigned char *k, size_t kl, unsigned pad) {
   uint64_t p = 0;
   size_t i;
-  if (kl >= 8) /* no padding: a byte-swapped load, as bt_be64 stores */
-    return ((uint64_t)k[0] << 56) | ((uint64_t)k[1] << 48) |
-           ((uint64_t)k[2] << 40) | ((uint64_t)k[3] << 32) |
-           ((uint64_t)k[4] << 24) | ((uint64_t)k[5] << 16) |
-           ((uint64_t)k[6] << 8) | (uint64_t)k[7];
+  if (kl >= 8) /* no padding */
+    return tally__get_be64(k);
   for (i = 0; i < 8; i++)
     p = (p << 8) | (i < kl ? k[i] : pad);
   return p;
-}
-
-/* Byte by byte, which compilers turn into a byte-swapped store. */
-static void bt_be64(unsigned char *b, uint64_t v) {
-  b[0] = (unsigned char)(v >> 56);
-  b[1] = (unsigned char)(v >> 48);
-  b[2] = (unsigned char)(v >> 40);
-  b[3] = (unsigned char)(v >> 32);
-  b[4] = (unsigned char)(v >> 24);
-  b[5] = (unsigned char)(v >> 16);
-  b[6] = (unsigned char)(v >> 8);
-  b[7] = (unsigned char)v;
 }
 
 /* Encode (key, id) into buf; returns its length and sets *pfx. */
@@ -409,7 +395,7 @@ int tally__entry_keycmp(const tally__node *nd, unsigned j, const tally__ent *e,
   size_t m = n0 < k0 ? n0 : k0;
   unsigned char b8[8];
   int c;
-  bt_be64(b8, nd->pfx[j]);
+  tally__put_be64(b8, nd->pfx[j]);
   c = m ? memcmp(b8, k, m) : 0;
   if (c)
     return c;
@@ -422,12 +408,12 @@ int tally__entry_keycmp(const tally__node *nd, unsigned j, const tally__ent *e,
 static void nd_get(const tally__node *nd, unsigned j, const tally__ent *e,
                    unsigned char *key, unsigned char *id) {
   if (e->klen >= 8) { /* the prefix is the key's first 8 bytes */
-    bt_be64(key, nd->pfx[j]);
+    tally__put_be64(key, nd->pfx[j]);
     if (e->klen > 8)
       memcpy(key + 8, e->ksuf, e->klen - 8);
   } else {
     unsigned char b8[8];
-    bt_be64(b8, nd->pfx[j]);
+    tally__put_be64(b8, nd->pfx[j]);
     memcpy(key, b8, e->klen);
   }
   if (e->idlen)
