@@ -12,7 +12,10 @@
  *
  * While a page is being filled the views hold offsets into bytes (the
  * buffer may move as it grows); tally__page_finish turns them into
- * pointers.
+ * pointers. Paginate copies each item straight from its tree node into
+ * the room tally__page_room makes before it knows the item's length, so
+ * the buffer keeps room for one largest item (TALLY_KEY_MAX +
+ * TALLY_ID_MAX bytes) past what the page holds.
  *
  * Invariants (tally__page_validate):
  *  1. n <= cap_items and used <= cap_bytes.
