@@ -405,6 +405,17 @@ static void test_small_tree(void **state) {
   assert_int_equal(tally__iter_next(&iter), TALLY_OK);
   assert_int_equal(tally__iter_get(&iter, &it), TALLY_OK);
   assert_int_equal(it.key[0], 19);
+  {
+    /* the same item copied into one buffer, key then id */
+    unsigned char buf[TALLY_KEY_MAX + TALLY_ID_MAX];
+    size_t kl = 0, il = 7;
+    double sm = 0;
+    assert_int_equal(tally__iter_copy(&iter, buf, &kl, &il, &sm), TALLY_OK);
+    assert_int_equal(kl, it.key_len);
+    assert_int_equal(il, it.id_len);
+    assert_memory_equal(buf, it.key, kl);
+    tu_assert_double_eq(sm, it.sum);
+  }
   /* A write invalidates the iterator. */
   k = 19;
   assert_int_equal(tally__tree_set_sum(&f.cx, f.t, &k, 1, "", 0, -1.5),
@@ -412,6 +423,13 @@ static void test_small_tree(void **state) {
   tally__undo_commit(&f.cx.undo);
   fx_validate(&f);
   assert_int_equal(tally__iter_get(&iter, &it), TALLY_EINVAL);
+  {
+    unsigned char buf[TALLY_KEY_MAX + TALLY_ID_MAX];
+    size_t kl = 0, il = 0;
+    double sm = 0;
+    assert_int_equal(tally__iter_copy(&iter, buf, &kl, &il, &sm),
+                     TALLY_EINVAL);
+  }
   assert_int_equal(tally__iter_next(&iter), TALLY_EINVAL);
   tu_assert_double_eq(tally__tree_sum(f.t), 820 - 19 - 1.5);
   /* Delete everything, alternating ends: merges and root collapses. */
