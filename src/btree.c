@@ -4,8 +4,11 @@
  * iterators and the validator.
  *
  * Items live only in leaves. An inner node holds, per child, the child
- * pointer, the number of items below it and the sum of their sums, so rank,
- * select and range count/sum add up one small array per level. The node
+ * pointer, the number of items below it and the sum of their sums, and
+ * running totals of the counts by group of eight children, so a rank adds
+ * one total and at most seven counts per level (one line of counts), a
+ * select finds its group among the totals, and range count/sum add up
+ * small arrays per level. The node
  * layout, its entry bytes and key prefixes are node.c's; the undo log is
  * undo.c's.
  *
@@ -27,7 +30,8 @@
  *  3. Items are strictly increasing by (key, id) within each leaf and along
  *     the leaf level; separators 1..n-1 of an inner node strictly increase.
  *  4. Separators bound their subtrees as drawn above.
- *  5. cnt[i] equals the number of items below child i; sum[i] equals
+ *  5. cnt[i] equals the number of items below child i, and grp[g] those
+ *     below children 0 .. 8g+7 (up to the last child); sum[i] equals
  *     tally__total() of child i, computed over child i's own sum[] array. The
  *     total is a fixed function of that array, so the check is exact (==),
  *     and no sum ever depends on the history of the tree: sums never drift.
@@ -74,6 +78,9 @@ static void bt_prefetch_span(const void *base, size_t from, size_t to) {
 /* Offset of pfx[] in a node's block, and of what follows it (nd_wire). */
 #define BT_PFX_AT offsetof(tally__node, pfx)
 #define BT_ARR_AT(cap, k) (BT_PFX_AT + (size_t)(k) * (cap) * sizeof(uint64_t))
+/* End of an inner node's grp[] (it follows kid[]). */
+#define BT_GRP_END(cap)                                                        \
+  (BT_ARR_AT(cap, 4) + (size_t)TALLY__GROUPS(cap) * sizeof(uint64_t))
 
 /* Ask for the lines a search of nd reads (header and pfx[]) before the
  * header itself arrives: cap is known without touching the node, so the
@@ -97,14 +104,21 @@ static void nd_prefetch_whole(const tally__node *nd, unsigned cap, int leaf) {
                    tally__node_size(cap, leaf) +
                        (leaf ? BT_HEAP_AHEAD(cap) : 0));
 }
+/* What a write reads of an inner node on its way down and back up: the
+ * search's header and pfx[], the sum[] whose total the fixup takes,
+ * kid[] (one entry, not known yet) and grp[]; of cnt[] the one entry the
+ * fixup changes is asked for once the search found it, and off[] (only
+ * ties read it) is left out. */
+static void nd_prefetch_write(const tally__node *nd, unsigned cap) {
+  bt_prefetch_span(nd, 0, BT_ARR_AT(cap, 2));
+  bt_prefetch_span(nd, BT_ARR_AT(cap, 3), BT_GRP_END(cap));
+}
+
 /* The same for an inner node a rank is about to read: its header, pfx[],
- * cnt[] and kid[] lines (nd_wire's layout; sum[] is skipped). */
+ * cnt[], kid[] and grp[] lines (nd_wire's layout; sum[] is skipped). */
 static void nd_prefetch_inner(const tally__node *nd, unsigned cap) {
-  const uint64_t *p = nd->pfx + 2 * (size_t)cap;
-  unsigned j;
   nd_prefetch_search(nd, cap);
-  for (j = 0; j < 2 * cap; j += 8)
-    BT_PREFETCH(p + j);
+  bt_prefetch_span(nd, BT_ARR_AT(cap, 2), BT_GRP_END(cap));
 }
 
 /* The same for a leaf, adding its off[] lines (nd_wire's layout), which a
@@ -373,11 +387,12 @@ static unsigned bt_descend(const tally__tree *t, const bt_probe *pr,
     unsigned c = bt_child(nd, pr);
     ph->nd[l] = nd;
     ph->idx[l] = c;
+    if (write) /* the fixup's count, read on the way back up */
+      BT_PREFETCH(nd->cnt + c);
     nd = nd->kid[c];
     if (l + 2 < t->height) {
-      /* a write's fixup rewrites sum[] and cnt[] on the way back up */
       if (write)
-        nd_prefetch_whole(nd, t->cap, 0);
+        nd_prefetch_write(nd, t->cap);
       else
         nd_prefetch_inner(nd, t->cap);
     } else {
@@ -414,7 +429,7 @@ static int bt_fixup(tally__ctx *cx, tally__tree *t, bt_path *ph,
       return TALLY_ENOMEM;
     r->u.kid.cnt = p->cnt[c];
     r->u.kid.sum = p->sum[c];
-    p->cnt[c] += (uint64_t)dcount;
+    tally__cnt_add(p, c, (uint64_t)dcount);
     p->sum[c] = tally__node_total(ph->nd[level]);
     level--;
   }
@@ -588,7 +603,7 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
     rc = bt_image(cx, t, p);
     if (rc != TALLY_OK)
       return rc;
-    p->cnt[c] = tally__node_count(x);
+    tally__cnt_set(p, c, tally__node_count(x));
     p->sum[c] = tally__node_total(x);
     e.pfx = seppfx;
     e.bytes = sep;
@@ -675,9 +690,9 @@ static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
             (rc = tally__node_set_bytes(m, p, c + 1, p2, b2, l2)))
           return rc;
       }
-      p->cnt[c] = tally__node_count(x);
+      tally__cnt_set(p, c, tally__node_count(x));
       p->sum[c] = tally__node_total(x);
-      p->cnt[sc] = tally__node_count(s);
+      tally__cnt_set(p, sc, tally__node_count(s));
       p->sum[sc] = tally__node_total(s);
       return bt_fixup(cx, t, ph, level - 1, -1);
     }
@@ -697,7 +712,7 @@ static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
       return rc;
     tally__node_move_tail(a, b, 0);
     tally__node_del(p, bi);
-    p->cnt[bi - 1] = tally__node_count(a);
+    tally__cnt_set(p, bi - 1, tally__node_count(a));
     p->sum[bi - 1] = tally__node_total(a);
     if (level == 1) {
       if (p->n == 1) {
@@ -1110,7 +1125,7 @@ uint64_t tally__tree_rank(const tally__tree *t, const tally__edge *e) {
   bt_probe_init(&pr, e);
   for (l = 1; l < t->height; l++) {
     unsigned c = bt_child(nd, &pr);
-    r += tally__cnt_sum(nd->cnt, c);
+    r += tally__cnt_before(nd, c);
     nd = nd->kid[c];
     if (l + 1 < t->height)
       nd_prefetch_inner(nd, t->cap);
@@ -1181,7 +1196,7 @@ static void bt_range_step(bt_range_q *q) {
     /* The edges part here: whole children strictly between them, then the
      * tail of the lo side (x) and the head of the hi side (y), walked down
      * in step so that the two paths' misses overlap. */
-    q->cn = tally__cnt_sum(x->cnt + a + 1, b - a - 1);
+    q->cn = tally__cnt_before(x, b) - tally__cnt_before(x, a + 1);
     q->s = tally__total(x->sum + a + 1, b - a - 1);
     q->x = x->kid[a];
     q->y = x->kid[b];
@@ -1189,7 +1204,8 @@ static void bt_range_step(bt_range_q *q) {
   } else if (!x->leaf) {
     a = bt_child(x, &q->pl) + 1;
     b = bt_child(y, &q->ph);
-    q->cn += tally__cnt_sum(x->cnt + a, x->n - a) + tally__cnt_sum(y->cnt, b);
+    q->cn += (tally__node_count(x) - tally__cnt_before(x, a)) +
+             tally__cnt_before(y, b);
     q->s += tally__total(x->sum + a, x->n - a) + tally__total(y->sum, b);
     q->x = x->kid[a - 1];
     q->y = y->kid[b];
@@ -1225,17 +1241,17 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
 /* Child of inner node nd holding the item of rank *rank below nd; *rank
  * becomes its rank below that child. */
 static unsigned bt_select_child(const tally__node *nd, uint64_t *rank) {
-  const uint64_t *cn = nd->cnt;
+  const uint64_t *cn = nd->cnt, *gp = nd->grp;
   uint64_t r = *rank;
-  unsigned i = 0, n = nd->n;
-  /* Four children at a time first: fewer branches to mispredict. */
-  while (i + 4 <= n) {
-    uint64_t s4 = (cn[i] + cn[i + 1]) + (cn[i + 2] + cn[i + 3]);
-    if (r < s4)
-      break;
-    r -= s4;
-    i += 4;
-  }
+  unsigned g = 0, k, i, used = (nd->n + TALLY__GROUP - 1u) / TALLY__GROUP;
+  /* The group: how many running totals do not pass r (they never
+   * decrease), counted without a branch to mispredict. */
+  for (k = 0; k < used; k++)
+    g += gp[k] <= r;
+  if (g > 0)
+    r -= gp[g - 1];
+  /* Then the child, within the group's line of counts. */
+  i = g * TALLY__GROUP;
   while (r >= cn[i]) {
     r -= cn[i];
     i++;
@@ -1255,6 +1271,7 @@ static void bt_select_prefetch(const tally__node *nd, unsigned cap, int leaf,
     BT_PREFETCH(nd);
     for (j = 0; j < cap; j += 8)
       BT_PREFETCH(p + j);
+    bt_prefetch_span(nd, BT_ARR_AT(cap, 4), BT_GRP_END(cap)); /* grp[] */
   } else {
     const uint32_t *o =
         (const uint32_t *)(const void *)(nd->pfx + 2 * (size_t)cap);
@@ -1343,8 +1360,10 @@ typedef struct bt_rank_q {
  * only ties read (bt_rank_round asks for those when it finds ties). */
 static void bt_rank_prefetch(const tally__node *nd, unsigned cap, int leaf) {
   nd_prefetch_search(nd, cap);
-  if (!leaf)
+  if (!leaf) { /* cnt[], and grp[] after kid[] */
     bt_prefetch_span(nd, BT_ARR_AT(cap, 2), BT_ARR_AT(cap, 3));
+    bt_prefetch_span(nd, BT_ARR_AT(cap, 4), BT_GRP_END(cap));
+  }
 }
 
 /*
@@ -1381,7 +1400,7 @@ static void bt_rank_round(bt_rank_q *q, uint64_t *out) {
     q->nd = NULL;
     return;
   }
-  q->r += tally__cnt_sum(nd->cnt, pos - 1);
+  q->r += tally__cnt_before(nd, pos - 1);
   q->nd = nd = nd->kid[pos - 1];
   bt_rank_prefetch(nd, q->cap, --q->left == 0);
 }
@@ -1683,6 +1702,10 @@ static int bt_vnode(bt_vstate *v, const tally__node *nd, unsigned depth,
     if (nd->sum[i] != tally__node_total(kid))
       return bt_fail(v, "invariant 5: cached sum differs", nd, i);
     *count += c;
+    if ((i + 1u) % TALLY__GROUP == 0 || i + 1u == nd->n) {
+      if (nd->grp[i / TALLY__GROUP] != *count)
+        return bt_fail(v, "invariant 5: cached group total differs", nd, i);
+    }
   }
   return TALLY_OK;
 }

@@ -23,6 +23,7 @@
  *   | sum[cap]   double  |  item / subtree sum
  *   | cnt[cap]   u64     |  inner only: items below child i
  *   | kid[cap]   node*   |  inner only
+ *   | grp[cap/8] u64     |  inner only: items below children 0..8g+7
  *   | off[cap+1] u32     |  entry i = heap[off[i] .. off[i+1])
  *   | inline heap (icap) |  | e0 | e1 | e2 | ... |    (free) |
  *   +--------------------+
@@ -68,11 +69,14 @@ static void nd_wire(tally__node *nd, unsigned cap, int leaf) {
   if (leaf) {
     nd->cnt = NULL;
     nd->kid = NULL;
+    nd->grp = NULL;
   } else {
     nd->cnt = (uint64_t *)(void *)p;
     p += (size_t)cap * sizeof(uint64_t);
     nd->kid = (tally__node **)(void *)p;
     p += (size_t)cap * sizeof(tally__node *);
+    nd->grp = (uint64_t *)(void *)p;
+    p += (size_t)TALLY__GROUPS(cap) * sizeof(uint64_t);
   }
   nd->off = (uint32_t *)(void *)p;
 }
@@ -187,6 +191,19 @@ void tally__node_put(tally__node *nd, unsigned i, uint64_t pfx,
   nd->pfx[i] = pfx;
   nd->sum[i] = sum;
   nd->n = (uint16_t)(n + 1);
+  if (!nd->leaf)
+    tally__node_regroup(nd);
+}
+
+void tally__node_regroup(tally__node *nd) {
+  unsigned n = nd->n, g, j;
+  uint64_t s = 0;
+  for (g = 0; g * TALLY__GROUP < n; g++) {
+    unsigned end = (g + 1u) * TALLY__GROUP < n ? (g + 1u) * TALLY__GROUP : n;
+    for (j = g * TALLY__GROUP; j < end; j++)
+      s += nd->cnt[j];
+    nd->grp[g] = s;
+  }
 }
 
 /* tally__node_put after making room in the heap (TALLY_ENOMEM: nothing
@@ -220,6 +237,8 @@ void tally__node_del(tally__node *nd, unsigned i) {
   for (j = i; j < n; j++)
     o[j] -= len;
   nd->n = (uint16_t)(n - 1);
+  if (!nd->leaf)
+    tally__node_regroup(nd);
 }
 
 /* Replace the bytes and prefix of entry i (a separator). bytes must not
@@ -259,6 +278,10 @@ void tally__node_move_tail(tally__node *dst, tally__node *src, unsigned s) {
     dst->off[dn + i] = base + (src->off[s + i] - from);
   dst->n = (uint16_t)(dn + k);
   src->n = (uint16_t)s;
+  if (!dst->leaf) {
+    tally__node_regroup(dst);
+    tally__node_regroup(src);
+  }
 }
 
 /* Move the first k entries of leaf s to the end of leaf x, which has room

@@ -22,6 +22,8 @@ struct tally__node {
   double *sum;         /* [cap] item sum (leaf) / subtree sum (inner) */
   uint64_t *cnt;       /* [cap] items below child i; NULL in leaves */
   tally__node **kid;   /* [cap] children; NULL in leaves */
+  uint64_t *grp;       /* [TALLY__GROUPS(cap)] running totals of cnt[] by
+                          group of 8 children; NULL in leaves */
   uint32_t *off;       /* [cap+1] entry i = heap[off[i] .. off[i+1]) */
   uint32_t hcap;       /* heap capacity in bytes */
   uint32_t icap;       /* bytes of the inline heap at the block's tail */
@@ -47,13 +49,21 @@ typedef struct tally__ent {
   size_t idlen;              /* id length */
 } tally__ent;
 
+/* Children per group of an inner node's counts: grp[g] is the number of
+ * items below children 0 .. 8g+7 (up to the last child), so the items
+ * before any child are one group total plus at most seven counts (one
+ * line), and a count change updates one count and at most cap/8 totals. */
+#define TALLY__GROUP 8u
+#define TALLY__GROUPS(cap) (((cap) + TALLY__GROUP - 1u) / TALLY__GROUP)
+
 /* Bytes of a node's block before its inline heap: header and arrays,
  * fixed by cap and kind. */
 static inline size_t tally__node_size(unsigned cap, int leaf) {
   size_t s =
       sizeof(tally__node) + (size_t)cap * (sizeof(uint64_t) + sizeof(double));
   if (!leaf)
-    s += (size_t)cap * (sizeof(uint64_t) + sizeof(tally__node *));
+    s += (size_t)cap * (sizeof(uint64_t) + sizeof(tally__node *)) +
+         (size_t)TALLY__GROUPS(cap) * sizeof(uint64_t);
   return s + ((size_t)cap + 1) * sizeof(uint32_t);
 }
 
@@ -63,24 +73,39 @@ static inline unsigned char *tally__node_inline(const tally__node *nd,
   return (unsigned char *)nd + tally__node_size(cap, nd->leaf);
 }
 
-/* Sum of n child counts (four chains, like tally__total). */
-static inline uint64_t tally__cnt_sum(const uint64_t *a, unsigned n) {
-  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  unsigned j = 0;
-  for (; j + 4 <= n; j += 4) {
-    s0 += a[j];
-    s1 += a[j + 1];
-    s2 += a[j + 2];
-    s3 += a[j + 3];
-  }
-  for (; j < n; j++)
-    s0 += a[j];
-  return (s0 + s1) + (s2 + s3);
+/* Items below children 0 .. i-1 of an inner node: a group total and the
+ * counts of the children before i in i's group. */
+static inline uint64_t tally__cnt_before(const tally__node *nd, unsigned i) {
+  unsigned g = i / TALLY__GROUP, j = g * TALLY__GROUP;
+  uint64_t s = g > 0 ? nd->grp[g - 1] : 0;
+  for (; j < i; j++)
+    s += nd->cnt[j];
+  return s;
 }
 
 static inline uint64_t tally__node_count(const tally__node *nd) {
-  return nd->leaf ? nd->n : tally__cnt_sum(nd->cnt, nd->n);
+  if (nd->leaf)
+    return nd->n;
+  return nd->n > 0 ? nd->grp[(nd->n - 1u) / TALLY__GROUP] : 0;
 }
+
+/* Add d (modulo 2^64: a decrease wraps) to child i's count and to the
+ * group totals from its group on. */
+static inline void tally__cnt_add(tally__node *nd, unsigned i, uint64_t d) {
+  unsigned g, end = (nd->n + TALLY__GROUP - 1u) / TALLY__GROUP;
+  nd->cnt[i] += d;
+  for (g = i / TALLY__GROUP; g < end; g++)
+    nd->grp[g] += d;
+}
+
+/* Set child i's count to k. */
+static inline void tally__cnt_set(tally__node *nd, unsigned i, uint64_t k) {
+  tally__cnt_add(nd, i, k - nd->cnt[i]);
+}
+
+/* Recompute an inner node's group totals from its counts (after entries
+ * moved); O(entries). */
+void tally__node_regroup(tally__node *nd);
 
 /* The total of a node's sum[] array. Eight accumulators (lanes j mod 8)
  * break the chain of dependent additions (a fixup runs one total per level,

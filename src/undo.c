@@ -101,7 +101,7 @@ static void undo_one(tally__undo *u, tally__undo_rec *r) {
     nd->sum[r->slot] = r->u.sum;
     break;
   case TALLY__UR_KID:
-    nd->cnt[r->slot] = r->u.kid.cnt;
+    tally__cnt_set(nd, r->slot, r->u.kid.cnt);
     nd->sum[r->slot] = r->u.kid.sum;
     break;
   case TALLY__UR_HDR:

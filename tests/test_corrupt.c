@@ -188,6 +188,12 @@ static void c_count(tally__tree *t, cc_save *s) {
   t->root->cnt[0]++;
 }
 
+static void c_group(tally__tree *t, cc_save *s) {
+  /* the running total of the root's first group of children */
+  cc_keep(s, &t->root->grp[0], sizeof t->root->grp[0]);
+  t->root->grp[0]--;
+}
+
 static void c_sum(tally__tree *t, cc_save *s) {
   tally__node *p;
   cc_left(t, t->height - 1, &p);
@@ -257,6 +263,7 @@ static const cc_case cc_cases[] = {
     {"leaf level out of order", "invariant 3", c_level_order},
     {"separator above its child", "invariant 4", c_separator},
     {"cached count", "invariant 5", c_count},
+    {"cached group total", "invariant 5", c_group},
     {"cached sum", "invariant 5", c_sum},
     {"header count", "invariant 6", c_header_count},
     {"off[0] not zero", "invariant 7", c_off0},
