@@ -1238,26 +1238,41 @@ void tally__tree_range(const tally__tree *t, const tally__edge *lo,
   *sum = q.s;
 }
 
-/* Child of inner node nd holding the item of rank *rank below nd; *rank
- * becomes its rank below that child. */
-static unsigned bt_select_child(const tally__node *nd, uint64_t *rank) {
-  const uint64_t *cn = nd->cnt, *gp = nd->grp;
+/* The group of children of inner node nd holding the item of rank *rank
+ * below nd; *rank becomes its rank below the group's first child. */
+static unsigned bt_select_group(const tally__node *nd, uint64_t *rank) {
+  const uint64_t *gp = nd->grp;
   uint64_t r = *rank;
-  unsigned g = 0, k, i, used = (nd->n + TALLY__GROUP - 1u) / TALLY__GROUP;
-  /* The group: how many running totals do not pass r (they never
-   * decrease), counted without a branch to mispredict. */
+  unsigned g = 0, k, used = (nd->n + TALLY__GROUP - 1u) / TALLY__GROUP;
+  /* How many running totals do not pass r (they never decrease), counted
+   * without a branch to mispredict. */
   for (k = 0; k < used; k++)
     g += gp[k] <= r;
   if (g > 0)
-    r -= gp[g - 1];
-  /* Then the child, within the group's line of counts. */
-  i = g * TALLY__GROUP;
+    *rank = r - gp[g - 1];
+  return g;
+}
+
+/* The child from slot i (the first of its group) holding the item of rank
+ * *rank below slot i; *rank becomes its rank below that child. */
+static unsigned bt_select_in_group(const tally__node *nd, unsigned i,
+                                   uint64_t *rank) {
+  const uint64_t *cn = nd->cnt;
+  uint64_t r = *rank;
   while (r >= cn[i]) {
     r -= cn[i];
     i++;
   }
   *rank = r;
   return i;
+}
+
+/* Child of inner node nd holding the item of rank *rank below nd; *rank
+ * becomes its rank below that child: the group first, among the running
+ * totals, then the child, within the group's line of counts. */
+static unsigned bt_select_child(const tally__node *nd, uint64_t *rank) {
+  unsigned g = bt_select_group(nd, rank);
+  return bt_select_in_group(nd, g * TALLY__GROUP, rank);
 }
 
 /* Ask for what a select reads of nd next: an inner node's header and
@@ -1350,20 +1365,21 @@ typedef struct bt_rank_q {
   unsigned left;  /* levels below nd */
   unsigned cap;
   unsigned a, b;  /* the slots of nd whose prefix ties with the probe's */
+  unsigned pos;   /* phase 3: the search's answer in inner node nd */
   int phase;      /* 0: nd's lines were asked for; 1: its ties' off[]
-                     too; 2: their heap bytes too */
+                     too; 2: their heap bytes too; 3: the child pointer
+                     and the counts before it */
 } bt_rank_q;
 
-/* Ask for what a rank reads of a node before its ties: header and pfx[],
- * and for an inner node cnt[] (nd_wire's layout: it follows sum[]); not
- * kid[], of which one entry is read, nor a leaf's off[] and heap, which
+/* Ask for what a rank reads of a node before its search ends: header
+ * and pfx[], and for an inner node grp[] (after kid[] in nd_wire's
+ * layout); not cnt[] and kid[], of which the search's answer picks one
+ * line each (phase 3 asks for them), nor a leaf's off[] and heap, which
  * only ties read (bt_rank_round asks for those when it finds ties). */
 static void bt_rank_prefetch(const tally__node *nd, unsigned cap, int leaf) {
   nd_prefetch_search(nd, cap);
-  if (!leaf) { /* cnt[], and grp[] after kid[] */
-    bt_prefetch_span(nd, BT_ARR_AT(cap, 2), BT_ARR_AT(cap, 3));
+  if (!leaf)
     bt_prefetch_span(nd, BT_ARR_AT(cap, 4), BT_GRP_END(cap));
-  }
 }
 
 /*
@@ -1377,6 +1393,13 @@ static void bt_rank_prefetch(const tally__node *nd, unsigned cap, int leaf) {
 static void bt_rank_round(bt_rank_q *q, uint64_t *out) {
   const tally__node *nd = q->nd;
   unsigned lo = q->left > 0 ? 1u : 0u, pos;
+  if (q->phase == 3) { /* the lines below were asked for last round */
+    q->phase = 0;
+    q->r += tally__cnt_before(nd, q->pos - 1);
+    q->nd = nd = nd->kid[q->pos - 1];
+    bt_rank_prefetch(nd, q->cap, --q->left == 0);
+    return;
+  }
   if (q->phase == 0) {
     q->a = bt_pfx_lower(nd, lo, q->pr.p);
     q->b = bt_pfx_ties(nd, q->a, q->pr.p);
@@ -1400,9 +1423,18 @@ static void bt_rank_round(bt_rank_q *q, uint64_t *out) {
     q->nd = NULL;
     return;
   }
-  q->r += tally__cnt_before(nd, pos - 1);
-  q->nd = nd = nd->kid[pos - 1];
-  bt_rank_prefetch(nd, q->cap, --q->left == 0);
+  /* The child pointer, and the counts of its group before it (one line,
+   * or two where the group straddles a line). */
+  {
+    unsigned c = pos - 1, g0 = c / TALLY__GROUP * TALLY__GROUP;
+    BT_PREFETCH(nd->kid + c);
+    if (c > g0) {
+      BT_PREFETCH(nd->cnt + g0);
+      BT_PREFETCH(nd->cnt + c - 1);
+    }
+  }
+  q->pos = pos;
+  q->phase = 3;
 }
 
 void tally__tree_rank_batch(const tally__tree *const *t, const tally__edge *e,
@@ -1483,10 +1515,13 @@ void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
                           size_t n, tally_item *out) {
   struct {
     const tally__node *nd; /* NULL: answered */
-    uint64_t r;            /* rank below nd */
+    uint64_t r;            /* rank below nd (phase 1: below child i) */
     unsigned left;         /* levels below nd */
     unsigned cap;
-    int heap; /* at the leaf: the entry's heap bytes were asked for */
+    unsigned i;            /* phases 1, 2: the child looked at */
+    int phase; /* inner node: 0 its header and grp[] were asked for, 1 the
+                  counts of the group, 2 the child pointer; at the leaf:
+                  1 the entry's heap bytes were asked for */
   } q[BT_GROUP];
   size_t base, g, i;
   for (base = 0; base < n; base += g) {
@@ -1498,7 +1533,7 @@ void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
       q[i].r = rank[base + i];
       q[i].left = ti->height - 1;
       q[i].cap = ti->cap;
-      q[i].heap = 0;
+      q[i].phase = 0;
       bt_select_prefetch(q[i].nd, q[i].cap, q[i].left == 0, q[i].r, 0);
     }
     while (live) {
@@ -1513,18 +1548,42 @@ void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
            * asked for exactly (not the blind span of a single select),
            * and read in the next round. */
           unsigned j = (unsigned)q[i].r;
-          if (!q[i].heap) {
+          if (q[i].phase == 0) {
             bt_prefetch_span(nd->heap, nd->off[j], nd->off[j + 1]);
-            q[i].heap = 1;
+            q[i].phase = 1;
             continue;
           }
           tally__entry_out(nd, j, &out[base + i]);
           q[i].nd = NULL;
           continue;
         }
-        nd = nd->kid[bt_select_child(nd, &q[i].r)];
-        q[i].nd = nd;
-        bt_select_prefetch(nd, q[i].cap, --q[i].left == 0, q[i].r, 0);
+        /* An inner node in three rounds of one or two lines each (the
+         * steps of bt_select_child): the group among the running totals,
+         * the child among the group's counts, then the child pointer. */
+        if (q[i].phase == 0) {
+          unsigned grp = bt_select_group(nd, &q[i].r), last;
+          q[i].i = grp * TALLY__GROUP;
+          last = q[i].i + TALLY__GROUP - 1u < nd->n ? q[i].i + TALLY__GROUP - 1u
+                                                     : nd->n - 1u;
+          BT_PREFETCH(nd->cnt + q[i].i);
+          BT_PREFETCH(nd->cnt + last);
+          q[i].phase = 1;
+        } else if (q[i].phase == 1) {
+          q[i].i = bt_select_in_group(nd, q[i].i, &q[i].r);
+          BT_PREFETCH(nd->kid + q[i].i);
+          q[i].phase = 2;
+        } else {
+          nd = nd->kid[q[i].i];
+          q[i].nd = nd;
+          q[i].phase = 0;
+          if (--q[i].left == 0) {
+            bt_select_prefetch(nd, q[i].cap, 1, q[i].r, 0);
+          } else {
+            BT_PREFETCH(nd);
+            bt_prefetch_span(nd, BT_ARR_AT(q[i].cap, 4),
+                             BT_GRP_END(q[i].cap));
+          }
+        }
       }
     }
   }

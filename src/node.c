@@ -392,10 +392,18 @@ void tally__entry_decode(const tally__node *nd, unsigned j, tally__ent *e) {
 
 int tally__bytes_cmp(const unsigned char *a, size_t an, const unsigned char *b,
                      size_t bn) {
-  size_t m = an < bn ? an : bn;
-  int c = m ? memcmp(a, b, m) : 0;
-  if (c)
-    return c;
+  size_t m = an < bn ? an : bn, i = 0;
+  /* Eight bytes at a time as big-endian numbers, then byte by byte: the
+   * strings compared here are short (key tails past the prefix, ids of a
+   * few bytes), where a call to memcmp costs more than the compare. */
+  for (; i + 8 <= m; i += 8) {
+    uint64_t x = tally__get_be64(a + i), y = tally__get_be64(b + i);
+    if (x != y)
+      return x < y ? -1 : 1;
+  }
+  for (; i < m; i++)
+    if (a[i] != b[i])
+      return a[i] < b[i] ? -1 : 1;
   return an < bn ? -1 : an > bn;
 }
 
