@@ -11,6 +11,7 @@
 #ifndef TALLY_NODE_INT_H
 #define TALLY_NODE_INT_H
 
+#include "be64_int.h"
 #include "btree_int.h"
 
 /* Longest entry: 2 varint bytes (klen <= 512), key, id. */
@@ -184,15 +185,57 @@ uint64_t tally__key_pfx(const unsigned char *k, size_t kl, unsigned pad);
 /* Encode (key, id) into buf; returns its length and sets *pfx. */
 size_t tally__entry_encode(unsigned char *buf, uint64_t *pfx, const void *key,
                            size_t kl, const void *id, size_t il);
-/* Decode entry j of nd (pointers into its heap). */
-void tally__entry_decode(const tally__node *nd, unsigned j, tally__ent *e);
-/* Byte order: memcmp on the common length, then shorter first. */
-int tally__bytes_cmp(const unsigned char *a, size_t an, const unsigned char *b,
-                     size_t bn);
-/* The same when entry j's prefix equals k's (pfx[j] == tally__key_pfx of
- * k with the probe's padding): skips the bytes the prefixes settle. */
-int tally__entry_keycmp_tied(const tally__ent *e, const unsigned char *k,
-                             size_t kl, size_t trunc);
+/* Decode entry j of nd (pointers into its heap). Inline, with the two
+ * compares below: a search whose prefixes tie runs them in its inner loop. */
+static inline void tally__entry_decode(const tally__node *nd, unsigned j,
+                                       tally__ent *e) {
+  const unsigned char *h = nd->heap + nd->off[j];
+  const unsigned char *end = nd->heap + nd->off[j + 1];
+  size_t kl = h[0];
+  if (kl & 0x80) {
+    kl = (kl & 0x7f) | ((size_t)h[1] << 7);
+    h += 2;
+  } else {
+    h += 1;
+  }
+  e->klen = kl;
+  e->ksuf = h;
+  if (kl > 8)
+    h += kl - 8;
+  e->id = h;
+  e->idlen = (size_t)(end - h);
+}
+
+/* Byte order: bytes compared on the common length, then shorter first. */
+static inline int tally__bytes_cmp(const unsigned char *a, size_t an,
+                                   const unsigned char *b, size_t bn) {
+  size_t m = an < bn ? an : bn, i = 0;
+  /* Eight bytes at a time as big-endian numbers, then byte by byte: the
+   * strings compared here are short (key tails past the prefix, ids of a
+   * few bytes), where a call to memcmp costs more than the compare. */
+  for (; i + 8 <= m; i += 8) {
+    uint64_t x = tally__get_be64(a + i), y = tally__get_be64(b + i);
+    if (x != y)
+      return x < y ? -1 : 1;
+  }
+  for (; i < m; i++)
+    if (a[i] != b[i])
+      return a[i] < b[i] ? -1 : 1;
+  return an < bn ? -1 : an > bn;
+}
+
+/* The same for keys when entry j's prefix equals k's (pfx[j] ==
+ * tally__key_pfx of k with the probe's padding): the first bytes then
+ * agree and only the lengths and the bytes past the eighth can differ;
+ * entry j's key is compared truncated to trunc bytes. */
+static inline int tally__entry_keycmp_tied(const tally__ent *e,
+                                           const unsigned char *k, size_t kl,
+                                           size_t trunc) {
+  size_t el = e->klen < trunc ? e->klen : trunc;
+  if (el <= 8 || kl <= 8)
+    return el < kl ? -1 : el > kl;
+  return tally__bytes_cmp(e->ksuf, el - 8, k + 8, kl - 8);
+}
 /* Compare entry j's key (decoded in e), truncated to trunc bytes, with k. */
 int tally__entry_keycmp(const tally__node *nd, unsigned j, const tally__ent *e,
                         const unsigned char *k, size_t kl, size_t trunc);
