@@ -71,6 +71,15 @@
  */
 static void bt_prefetch_span(const void *base, size_t from, size_t to) {
   uintptr_t a = (uintptr_t)base + from, end = (uintptr_t)base + to;
+  /* Four lines per step: a descent asks for some 25 lines per level, and
+   * a loop step per line (add, compare, branch) cost more instructions
+   * than the prefetches themselves. The same lines either way. */
+  for (; a + 3 * 64 < end; a += 4 * 64) {
+    BT_PREFETCH((const void *)a);
+    BT_PREFETCH((const void *)(a + 64));
+    BT_PREFETCH((const void *)(a + 2 * 64));
+    BT_PREFETCH((const void *)(a + 3 * 64));
+  }
   for (; a < end; a += 64)
     BT_PREFETCH((const void *)a);
 }
@@ -1281,12 +1290,9 @@ static unsigned bt_select_child(const tally__node *nd, uint64_t *rank) {
 static void bt_select_prefetch(const tally__node *nd, unsigned cap, int leaf,
                                uint64_t rank, int blind) {
   if (!leaf) {
-    const uint64_t *p = nd->pfx + 2 * (size_t)cap; /* cnt[] (nd_wire) */
-    unsigned j;
     BT_PREFETCH(nd);
-    for (j = 0; j < cap; j += 8)
-      BT_PREFETCH(p + j);
-    bt_prefetch_span(nd, BT_ARR_AT(cap, 4), BT_GRP_END(cap)); /* grp[] */
+    bt_prefetch_span(nd, BT_ARR_AT(cap, 2), BT_ARR_AT(cap, 3)); /* cnt[] */
+    bt_prefetch_span(nd, BT_ARR_AT(cap, 4), BT_GRP_END(cap));   /* grp[] */
   } else {
     const uint32_t *o =
         (const uint32_t *)(const void *)(nd->pfx + 2 * (size_t)cap);
