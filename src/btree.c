@@ -70,17 +70,18 @@
  * prefetch of any address is harmless.
  */
 static void bt_prefetch_span(const void *base, size_t from, size_t to) {
+  const uintptr_t line = 64;
   uintptr_t a = (uintptr_t)base + from, end = (uintptr_t)base + to;
   /* Four lines per step: a descent asks for some 25 lines per level, and
    * a loop step per line (add, compare, branch) cost more instructions
    * than the prefetches themselves. The same lines either way. */
-  for (; a + 3 * 64 < end; a += 4 * 64) {
+  for (; a + 3 * line < end; a += 4 * line) {
     BT_PREFETCH((const void *)a);
-    BT_PREFETCH((const void *)(a + 64));
-    BT_PREFETCH((const void *)(a + 2 * 64));
-    BT_PREFETCH((const void *)(a + 3 * 64));
+    BT_PREFETCH((const void *)(a + line));
+    BT_PREFETCH((const void *)(a + 2 * line));
+    BT_PREFETCH((const void *)(a + 3 * line));
   }
-  for (; a < end; a += 64)
+  for (; a < end; a += line)
     BT_PREFETCH((const void *)a);
 }
 
