@@ -92,6 +92,11 @@ static void bt_prefetch_span(const void *base, size_t from, size_t to) {
 #define BT_GRP_END(cap)                                                        \
   (BT_ARR_AT(cap, 4) + (size_t)TALLY__GROUPS(cap) * sizeof(uint64_t))
 
+/* Ask for an inner node's grp[] lines (they follow kid[]). */
+static void nd_prefetch_grp(const tally__node *nd, unsigned cap) {
+  bt_prefetch_span(nd, BT_ARR_AT(cap, 4), BT_GRP_END(cap));
+}
+
 /* Ask for the lines a search of nd reads (header and pfx[]) before the
  * header itself arrives: cap is known without touching the node, so the
  * misses overlap instead of following each other. */
@@ -121,7 +126,7 @@ static void nd_prefetch_whole(const tally__node *nd, unsigned cap, int leaf) {
  * ties read it) is left out. */
 static void nd_prefetch_write(const tally__node *nd, unsigned cap) {
   bt_prefetch_span(nd, 0, BT_ARR_AT(cap, 2));
-  bt_prefetch_span(nd, BT_ARR_AT(cap, 3), BT_GRP_END(cap));
+  bt_prefetch_span(nd, BT_ARR_AT(cap, 3), BT_GRP_END(cap)); /* kid[], grp[] */
 }
 
 /* The same for an inner node a rank is about to read: its header, pfx[],
@@ -1285,15 +1290,15 @@ static unsigned bt_select_child(const tally__node *nd, uint64_t *rank) {
   return bt_select_in_group(nd, g * TALLY__GROUP, rank);
 }
 
-/* Ask for what a select reads of nd next: an inner node's header and
- * counts, or, for a leaf, the header and the lines holding slot rank's
+/* Ask for what a select reads of nd next: an inner node's header, counts
+ * and group totals, or, for a leaf, the header and the lines holding slot rank's
  * pfx, sum and offset, and (blind) blindly the inline heap. */
 static void bt_select_prefetch(const tally__node *nd, unsigned cap, int leaf,
                                uint64_t rank, int blind) {
   if (!leaf) {
     BT_PREFETCH(nd);
     bt_prefetch_span(nd, BT_ARR_AT(cap, 2), BT_ARR_AT(cap, 3)); /* cnt[] */
-    bt_prefetch_span(nd, BT_ARR_AT(cap, 4), BT_GRP_END(cap));   /* grp[] */
+    nd_prefetch_grp(nd, cap);
   } else {
     const uint32_t *o =
         (const uint32_t *)(const void *)(nd->pfx + 2 * (size_t)cap);
@@ -1386,7 +1391,7 @@ typedef struct bt_rank_q {
 static void bt_rank_prefetch(const tally__node *nd, unsigned cap, int leaf) {
   nd_prefetch_search(nd, cap);
   if (!leaf)
-    bt_prefetch_span(nd, BT_ARR_AT(cap, 4), BT_GRP_END(cap));
+    nd_prefetch_grp(nd, cap);
 }
 
 /*
@@ -1518,6 +1523,20 @@ void tally__tree_range_batch(const tally__tree *const *t,
   }
 }
 
+/* Ask for what the at-batch reads first of a node: an inner node's header
+ * and grp[] (its first round picks the group), a leaf's lines for rank
+ * (bt_select_prefetch without the blind heap span: the batch asks for the
+ * entry's bytes exactly in a round of their own). */
+static void bt_at_prefetch(const tally__node *nd, unsigned cap, int leaf,
+                           uint64_t rank) {
+  if (leaf) {
+    bt_select_prefetch(nd, cap, 1, rank, 0);
+  } else {
+    BT_PREFETCH(nd);
+    nd_prefetch_grp(nd, cap);
+  }
+}
+
 void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
                           size_t n, tally_item *out) {
   struct {
@@ -1541,7 +1560,7 @@ void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
       q[i].left = ti->height - 1;
       q[i].cap = ti->cap;
       q[i].phase = 0;
-      bt_select_prefetch(q[i].nd, q[i].cap, q[i].left == 0, q[i].r, 0);
+      bt_at_prefetch(q[i].nd, q[i].cap, q[i].left == 0, q[i].r);
     }
     while (live) {
       live = 0;
@@ -1583,13 +1602,7 @@ void tally__tree_at_batch(const tally__tree *const *t, const uint64_t *rank,
           nd = nd->kid[q[i].i];
           q[i].nd = nd;
           q[i].phase = 0;
-          if (--q[i].left == 0) {
-            bt_select_prefetch(nd, q[i].cap, 1, q[i].r, 0);
-          } else {
-            BT_PREFETCH(nd);
-            bt_prefetch_span(nd, BT_ARR_AT(q[i].cap, 4),
-                             BT_GRP_END(q[i].cap));
-          }
+          bt_at_prefetch(nd, q[i].cap, --q[i].left == 0, q[i].r);
         }
       }
     }

@@ -372,9 +372,6 @@ size_t tally__entry_encode(unsigned char *buf, uint64_t *pfx, const void *key,
   return n;
 }
 
-
-
-
 /* Compare entry j's key, truncated to trunc bytes, with k. */
 int tally__entry_keycmp(const tally__node *nd, unsigned j, const tally__ent *e,
                         const unsigned char *k, size_t kl, size_t trunc) {
