@@ -222,20 +222,32 @@ static int bt_before(const tally__node *nd, unsigned j, const bt_probe *pr) {
   }
 }
 
-/* First slot in [lo, n) whose prefix is not below p (n if none). */
+/* First slot in [lo, n) whose prefix is not below p (n if none). The
+ * search runs over all cap slots: the unused ones hold TALLY__PFX_NONE,
+ * never below p (invariant 7), so the answer is still at most n, and the
+ * number of steps depends on cap alone, so the loop's branch is predicted
+ * every time (with n - lo it varied from node to node). The selects
+ * compile to conditional moves; the default node size is unrolled. */
 static unsigned bt_pfx_lower(const tally__node *nd, unsigned lo, uint64_t p) {
-  unsigned a = lo, len = nd->n - lo;
   const uint64_t *pf = nd->pfx;
-  /* The answer stays in [a, a + len]; the select below compiles to a
-   * conditional move, so the loop has no branch to miss. */
-  while (len > 1) {
-    unsigned half = len / 2;
-    a = pf[a + half - 1] < p ? a + half : a;
-    len -= half;
-  }
-  if (len == 1)
+  unsigned a = 0, len = nd->cap;
+  if (len == 64) {
+    a = pf[31] < p ? 32u : 0u;
+    a += pf[a + 15] < p ? 16u : 0u;
+    a += pf[a + 7] < p ? 8u : 0u;
+    a += pf[a + 3] < p ? 4u : 0u;
+    a += pf[a + 1] < p ? 2u : 0u;
+    a += pf[a] < p ? 1u : 0u;
+    a += pf[a] < p ? 1u : 0u;
+  } else {
+    while (len > 1) {
+      unsigned half = len / 2;
+      a = pf[a + half - 1] < p ? a + half : a;
+      len -= half;
+    }
     a += pf[a] < p;
-  return a;
+  }
+  return a < lo ? lo : a;
 }
 
 /* End of the run of slots from a whose prefix equals p (a when none).
@@ -265,18 +277,11 @@ static unsigned bt_pfx_ties(const tally__node *nd, unsigned a, uint64_t p) {
   return b;
 }
 
-/* First slot in [lo, n) whose entry is not before the edge (n if none).
- * Prefix counts settle every entry but the run of equal prefixes, which
- * is binary searched with full comparisons. */
-static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
-                             const bt_probe *pr, int *eq) {
-  unsigned a, b;
-  if (pr->kind == TALLY__EDGE_MIN)
-    return lo;
-  if (pr->kind == TALLY__EDGE_MAX)
-    return nd->n;
-  a = bt_pfx_lower(nd, lo, pr->p);
-  b = bt_pfx_ties(nd, a, pr->p);
+/* The entries [a, b) tie with the probe on their prefix: binary search
+ * them with full comparisons. Out of line: most searches never get here,
+ * and the search that does not inlines into every descent. */
+static unsigned bt_search_tied(const tally__node *nd, unsigned a, unsigned b,
+                               const bt_probe *pr, int *eq) {
   while (a < b) {
     unsigned mid = a + (b - a) / 2;
     int before;
@@ -293,6 +298,22 @@ static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
       b = mid;
   }
   return a;
+}
+
+/* First slot in [lo, n) whose entry is not before the edge (n if none).
+ * Prefix counts settle every entry but the run of equal prefixes, which
+ * is binary searched with full comparisons. */
+static unsigned bt_search_eq(const tally__node *nd, unsigned lo,
+                             const bt_probe *pr, int *eq) {
+  unsigned a;
+  if (pr->kind == TALLY__EDGE_MIN)
+    return lo;
+  if (pr->kind == TALLY__EDGE_MAX)
+    return nd->n;
+  a = bt_pfx_lower(nd, lo, pr->p);
+  if (a == nd->n || nd->pfx[a] != pr->p)
+    return a;
+  return bt_search_tied(nd, a, bt_pfx_ties(nd, a, pr->p), pr, eq);
 }
 
 static unsigned bt_search(const tally__node *nd, unsigned lo,

@@ -18,8 +18,8 @@
  *   tally__node (one block)
  *   +--------------------+
  *   | heap, hcap, icap,  |  heap points at the inline heap below, or at
- *   | n, leaf, ext       |  a separate block when ext
- *   | pfx[cap]   u64 BE  |  first 8 key bytes
+ *   | n, cap, leaf, ext  |  a separate block when ext
+ *   | pfx[cap]   u64 BE  |  first 8 key bytes; unused slots all ones
  *   | sum[cap]   double  |  item / subtree sum
  *   | cnt[cap]   u64     |  inner only: items below child i
  *   | kid[cap]   node*   |  inner only
@@ -46,7 +46,10 @@
  *  7. pfx/off/heap agree: off[0] = 0, offsets non-decreasing, off[n] <=
  *     hcap, each entry parses (klen <= TALLY_KEY_MAX, id <= TALLY_ID_MAX),
  *     pfx bytes past klen are zero, inner entry 0 is empty with pfx 0; a
- *     node that is not ext has heap = its inline heap and hcap = icap.
+ *     node that is not ext has heap = its inline heap and hcap = icap;
+ *     cap is the tree's node size and the unused slots pfx[n..cap) hold
+ *     TALLY__PFX_NONE (above every key's prefix, so a node search may run
+ *     over all cap slots, a number of steps fixed by cap alone).
  *
  * Heap capacity only grows (tally__node_reserve), never shrinks: the undo
  * log relies on a removed entry always fitting back.
@@ -86,6 +89,7 @@ static void nd_wire(tally__node *nd, unsigned cap, int leaf) {
 tally__node *tally__node_alloc(const tally__mem *m, unsigned cap, int leaf,
                                size_t icap) {
   tally__node *nd;
+  unsigned j;
   icap = icap < 32 ? 32 : (icap + 7) & ~(size_t)7;
   nd = tally__malloc(m, tally__node_size(cap, leaf) + icap);
   if (nd == NULL)
@@ -96,7 +100,10 @@ tally__node *tally__node_alloc(const tally__mem *m, unsigned cap, int leaf,
   nd->heap = tally__node_inline(nd, cap);
   nd->hcap = nd->icap = (uint32_t)icap;
   nd->n = 0;
+  nd->cap = (uint16_t)cap;
   nd->off[0] = 0;
+  for (j = 0; j < cap; j++)
+    nd->pfx[j] = TALLY__PFX_NONE;
   return nd;
 }
 
@@ -236,6 +243,7 @@ void tally__node_del(tally__node *nd, unsigned i) {
   memmove(o + i, o + i + 1, (n - i) * sizeof *o);
   for (j = i; j < n; j++)
     o[j] -= len;
+  nd->pfx[n - 1] = TALLY__PFX_NONE;
   nd->n = (uint16_t)(n - 1);
   if (!nd->leaf)
     tally__node_regroup(nd);
@@ -276,6 +284,8 @@ void tally__node_move_tail(tally__node *dst, tally__node *src, unsigned s) {
     memcpy(dst->heap + base, src->heap + from, bytes);
   for (i = 1; i <= k; i++)
     dst->off[dn + i] = base + (src->off[s + i] - from);
+  for (i = s; i < src->n; i++)
+    src->pfx[i] = TALLY__PFX_NONE;
   dst->n = (uint16_t)(dn + k);
   src->n = (uint16_t)s;
   if (!dst->leaf) {
@@ -302,6 +312,8 @@ void tally__node_take_front(tally__node *x, tally__node *s, unsigned k) {
     memmove(s->heap, s->heap + bytes, rest);
   for (i = 0; i <= sn - k; i++)
     s->off[i] = s->off[i + k] - bytes;
+  for (i = sn - k; i < sn; i++)
+    s->pfx[i] = TALLY__PFX_NONE;
   s->n = (uint16_t)(sn - k);
 }
 
@@ -322,6 +334,8 @@ void tally__node_take_back(tally__node *x, tally__node *s, unsigned k) {
     x->off[i + k] = x->off[i] + bytes;
   for (i = 0; i < k; i++)
     x->off[i] = s->off[from + i] - a;
+  for (i = from; i < s->n; i++)
+    s->pfx[i] = TALLY__PFX_NONE;
   x->n = (uint16_t)(xn + k);
   s->n = (uint16_t)from;
 }
@@ -481,6 +495,13 @@ int tally__node_validate(const tally__node *nd, unsigned cap, char *msg,
   if (!nd->ext &&
       (nd->heap != tally__node_inline(nd, cap) || nd->hcap != nd->icap))
     return nd_fail(msg, msglen, "invariant 7: inline heap misplaced", nd, 0);
+  if (nd->cap != cap)
+    return nd_fail(msg, msglen, "invariant 7: node size not the tree's", nd,
+                   nd->cap);
+  for (i = nd->n; i < cap; i++)
+    if (nd->pfx[i] != TALLY__PFX_NONE)
+      return nd_fail(msg, msglen, "invariant 7: unused prefix slot in use", nd,
+                     i);
   if (!nd->leaf && nd->n > 0 && (nd->off[1] != 0 || nd->pfx[0] != 0))
     return nd_fail(msg, msglen, "invariant 7: inner entry 0 not empty", nd, 0);
   for (i = nd->leaf ? 0 : 1; i < nd->n; i++)

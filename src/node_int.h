@@ -29,10 +29,17 @@ struct tally__node {
   uint32_t hcap;       /* heap capacity in bytes */
   uint32_t icap;       /* bytes of the inline heap at the block's tail */
   uint16_t n;          /* entries in use */
+  uint16_t cap;        /* node size: slots of pfx[] and the arrays */
   uint8_t leaf;        /* 1 for a leaf, 0 for an inner node */
   uint8_t ext;         /* 1 when heap is a separate block */
-  uint64_t pfx[];      /* [cap] first 8 key bytes, big-endian, 0-padded */
+  uint64_t pfx[];      /* [cap] first 8 key bytes, big-endian, 0-padded;
+                          TALLY__PFX_NONE in the unused slots [n, cap) */
 };
+
+/* The prefix of an unused slot: above every key's prefix (a key starts
+ * with a type tag below 0x70), so a search may run over all cap slots
+ * and still stop at n. */
+#define TALLY__PFX_NONE UINT64_MAX
 
 struct tally__tree {
   tally__node *root; /* NULL when empty */

@@ -236,6 +236,20 @@ static void c_inner_entry0(tally__tree *t, cc_save *s) {
   t->root->pfx[0] = 1;
 }
 
+/* A leaf with room (cap/2 entries): its last slot is unused. */
+static void c_unused_pfx(tally__tree *t, cc_save *s) {
+  tally__node *x = cc_half_leaf(t->root, t->height, 0);
+  assert_non_null(x);
+  cc_keep(s, &x->pfx[CC_B - 1], sizeof x->pfx[0]);
+  x->pfx[CC_B - 1] = 0; /* below every prefix: a search would stop past n */
+}
+
+static void c_node_cap(tally__tree *t, cc_save *s) {
+  tally__node *x = cc_left(t, t->height - 1, NULL);
+  cc_keep(s, &x->cap, sizeof x->cap);
+  x->cap = (uint16_t)(CC_B + 2);
+}
+
 static void c_key_length(tally__tree *t, cc_save *s) {
   tally__node *x = cc_left(t, t->height - 1, NULL);
   unsigned char *h = x->heap + x->off[0];
@@ -271,6 +285,8 @@ static const cc_case cc_cases[] = {
     {"heap overrun", "invariant 7", c_heap_overrun},
     {"inline heap capacity", "invariant 7", c_heap_misplaced},
     {"inner entry 0 not empty", "invariant 7", c_inner_entry0},
+    {"unused prefix slot in use", "invariant 7", c_unused_pfx},
+    {"node size not the tree's", "invariant 7", c_node_cap},
     {"key length past the maximum", "invariant 7", c_key_length},
     {"key longer than its entry", "invariant 7", c_key_overrun},
 };
