@@ -32,9 +32,12 @@
  *  4. Separators bound their subtrees as drawn above.
  *  5. cnt[i] equals the number of items below child i, and grp[g] those
  *     below children 0 .. 8g+7 (up to the last child); sum[i] equals
- *     tally__total() of child i, computed over child i's own sum[] array. The
- *     total is a fixed function of that array, so the check is exact (==),
- *     and no sum ever depends on the history of the tree: sums never drift.
+ *     tally__node_total() of child i: for a leaf child the total of its
+ *     sum[] array, for an inner child the total of its group sums, and
+ *     gsum[g] (tally__gsum) equals the total of sum[8g .. 8g+7] added in
+ *     order. Each total is a fixed function of the arrays below it, so the
+ *     check is exact (==), and no sum ever depends on the history of the
+ *     tree: sums never drift.
  *  6. The tree header's count equals the number of items below the root.
  *  7. The node layout agrees with itself: offsets, heap, entry bytes,
  *     prefixes (node.c states it; tally__node_validate checks it).
@@ -88,9 +91,12 @@ static void bt_prefetch_span(const void *base, size_t from, size_t to) {
 /* Offset of pfx[] in a node's block, and of what follows it (nd_wire). */
 #define BT_PFX_AT offsetof(tally__node, pfx)
 #define BT_ARR_AT(cap, k) (BT_PFX_AT + (size_t)(k) * (cap) * sizeof(uint64_t))
-/* End of an inner node's grp[] (it follows kid[]). */
+/* End of an inner node's grp[] (it follows kid[]), and of the group sums
+ * that follow grp[]. */
 #define BT_GRP_END(cap)                                                        \
   (BT_ARR_AT(cap, 4) + (size_t)TALLY__GROUPS(cap) * sizeof(uint64_t))
+#define BT_GSUM_END(cap)                                                       \
+  (BT_GRP_END(cap) + (size_t)TALLY__GROUPS(cap) * sizeof(double))
 
 /* Ask for an inner node's grp[] lines (they follow kid[]). */
 static void nd_prefetch_grp(const tally__node *nd, unsigned cap) {
@@ -120,13 +126,13 @@ static void nd_prefetch_whole(const tally__node *nd, unsigned cap, int leaf) {
                        (leaf ? BT_HEAP_AHEAD(cap) : 0));
 }
 /* What a write reads of an inner node on its way down and back up: the
- * search's header and pfx[], the sum[] whose total the fixup takes,
- * kid[] (one entry, not known yet) and grp[]; of cnt[] the one entry the
- * fixup changes is asked for once the search found it, and off[] (only
- * ties read it) is left out. */
+ * search's header and pfx[], kid[] (one entry, not known yet), grp[] and
+ * the group sums whose total the fixup takes; of cnt[] and sum[] the
+ * entry the fixup changes and the sums of its group are asked for once
+ * the search found it, and off[] (only ties read it) is left out. */
 static void nd_prefetch_write(const tally__node *nd, unsigned cap) {
-  bt_prefetch_span(nd, 0, BT_ARR_AT(cap, 2));
-  bt_prefetch_span(nd, BT_ARR_AT(cap, 3), BT_GRP_END(cap)); /* kid[], grp[] */
+  bt_prefetch_span(nd, 0, BT_ARR_AT(cap, 1));
+  bt_prefetch_span(nd, BT_ARR_AT(cap, 3), BT_GSUM_END(cap));
 }
 
 /* The same for an inner node a rank is about to read: its header, pfx[],
@@ -423,8 +429,12 @@ static unsigned bt_descend(const tally__tree *t, const bt_probe *pr,
     unsigned c = bt_child(nd, pr);
     ph->nd[l] = nd;
     ph->idx[l] = c;
-    if (write) /* the fixup's count, read on the way back up */
+    if (write) { /* the fixup's count and its group of sums */
+      unsigned g0 = c / TALLY__GROUP * TALLY__GROUP;
       BT_PREFETCH(nd->cnt + c);
+      BT_PREFETCH(nd->sum + g0);
+      BT_PREFETCH(nd->sum + g0 + TALLY__GROUP - 1);
+    }
     nd = nd->kid[c];
     if (l + 2 < t->height) {
       if (write)
@@ -466,7 +476,7 @@ static int bt_fixup(tally__ctx *cx, tally__tree *t, bt_path *ph,
     r->u.kid.cnt = p->cnt[c];
     r->u.kid.sum = p->sum[c];
     tally__cnt_add(p, c, (uint64_t)dcount);
-    p->sum[c] = tally__node_total(ph->nd[level]);
+    tally__sum_set(p, c, tally__node_total(ph->nd[level]));
     level--;
   }
   return TALLY_OK;
@@ -640,7 +650,7 @@ int tally__tree_insert(tally__ctx *cx, tally__tree *t, const void *key,
     if (rc != TALLY_OK)
       return rc;
     tally__cnt_set(p, c, tally__node_count(x));
-    p->sum[c] = tally__node_total(x);
+    tally__sum_set(p, c, tally__node_total(x));
     e.pfx = seppfx;
     e.bytes = sep;
     e.len = seplen;
@@ -727,9 +737,9 @@ static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
           return rc;
       }
       tally__cnt_set(p, c, tally__node_count(x));
-      p->sum[c] = tally__node_total(x);
+      tally__sum_set(p, c, tally__node_total(x));
       tally__cnt_set(p, sc, tally__node_count(s));
-      p->sum[sc] = tally__node_total(s);
+      tally__sum_set(p, sc, tally__node_total(s));
       return bt_fixup(cx, t, ph, level - 1, -1);
     }
     /* Merge the right one of the pair into the left one. */
@@ -749,7 +759,7 @@ static int bt_rebalance(tally__ctx *cx, tally__tree *t, bt_path *ph,
     tally__node_move_tail(a, b, 0);
     tally__node_del(p, bi);
     tally__cnt_set(p, bi - 1, tally__node_count(a));
-    p->sum[bi - 1] = tally__node_total(a);
+    tally__sum_set(p, bi - 1, tally__node_total(a));
     if (level == 1) {
       if (p->n == 1) {
         /* The root kept one child: that child becomes the root. */
@@ -1233,7 +1243,7 @@ static void bt_range_step(bt_range_q *q) {
      * tail of the lo side (x) and the head of the hi side (y), walked down
      * in step so that the two paths' misses overlap. */
     q->cn = tally__cnt_before(x, b) - tally__cnt_before(x, a + 1);
-    q->s = tally__total(x->sum + a + 1, b - a - 1);
+    q->s = tally__slice_total(x, a + 1, b);
     q->x = x->kid[a];
     q->y = x->kid[b];
     q->split = 1;
@@ -1242,7 +1252,7 @@ static void bt_range_step(bt_range_q *q) {
     b = bt_child(y, &q->ph);
     q->cn += (tally__node_count(x) - tally__cnt_before(x, a)) +
              tally__cnt_before(y, b);
-    q->s += tally__total(x->sum + a, x->n - a) + tally__total(y->sum, b);
+    q->s += tally__slice_total(x, a, x->n) + tally__slice_total(y, 0, b);
     q->x = x->kid[a - 1];
     q->y = y->kid[b];
   } else {
@@ -1805,6 +1815,9 @@ static int bt_vnode(bt_vstate *v, const tally__node *nd, unsigned depth,
     if ((i + 1u) % TALLY__GROUP == 0 || i + 1u == nd->n) {
       if (nd->grp[i / TALLY__GROUP] != *count)
         return bt_fail(v, "invariant 5: cached group total differs", nd, i);
+      if (tally__gsum(nd)[i / TALLY__GROUP] !=
+          tally__group_sum(nd, i / TALLY__GROUP))
+        return bt_fail(v, "invariant 5: cached group sum differs", nd, i);
     }
   }
   return TALLY_OK;

@@ -24,6 +24,7 @@
  *   | cnt[cap]   u64     |  inner only: items below child i
  *   | kid[cap]   node*   |  inner only
  *   | grp[cap/8] u64     |  inner only: items below children 0..8g+7
+ *   | gsum[cap/8] double |  inner only: total of sum[8g .. 8g+7]
  *   | off[cap+1] u32     |  entry i = heap[off[i] .. off[i+1])
  *   | inline heap (icap) |  | e0 | e1 | e2 | ... |    (free) |
  *   +--------------------+
@@ -79,7 +80,7 @@ static void nd_wire(tally__node *nd, unsigned cap, int leaf) {
     nd->kid = (tally__node **)(void *)p;
     p += (size_t)cap * sizeof(tally__node *);
     nd->grp = (uint64_t *)(void *)p;
-    p += (size_t)TALLY__GROUPS(cap) * sizeof(uint64_t);
+    p += (size_t)TALLY__GROUPS(cap) * (sizeof(uint64_t) + sizeof(double));
   }
   nd->off = (uint32_t *)(void *)p;
 }
@@ -205,11 +206,13 @@ void tally__node_put(tally__node *nd, unsigned i, uint64_t pfx,
 void tally__node_regroup(tally__node *nd) {
   unsigned n = nd->n, g, j;
   uint64_t s = 0;
+  double *gs = tally__gsum(nd);
   for (g = 0; g * TALLY__GROUP < n; g++) {
     unsigned end = (g + 1u) * TALLY__GROUP < n ? (g + 1u) * TALLY__GROUP : n;
     for (j = g * TALLY__GROUP; j < end; j++)
       s += nd->cnt[j];
     nd->grp[g] = s;
+    gs[g] = tally__group_sum(nd, g);
   }
 }
 

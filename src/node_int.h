@@ -24,7 +24,9 @@ struct tally__node {
   uint64_t *cnt;       /* [cap] items below child i; NULL in leaves */
   tally__node **kid;   /* [cap] children; NULL in leaves */
   uint64_t *grp;       /* [TALLY__GROUPS(cap)] running totals of cnt[] by
-                          group of 8 children; NULL in leaves */
+                          group of 8 children, then (tally__gsum) the
+                          totals of sum[] by the same groups; NULL in
+                          leaves */
   uint32_t *off;       /* [cap+1] entry i = heap[off[i] .. off[i+1]) */
   uint32_t hcap;       /* heap capacity in bytes */
   uint32_t icap;       /* bytes of the inline heap at the block's tail */
@@ -71,7 +73,7 @@ static inline size_t tally__node_size(unsigned cap, int leaf) {
       sizeof(tally__node) + (size_t)cap * (sizeof(uint64_t) + sizeof(double));
   if (!leaf)
     s += (size_t)cap * (sizeof(uint64_t) + sizeof(tally__node *)) +
-         (size_t)TALLY__GROUPS(cap) * sizeof(uint64_t);
+         (size_t)TALLY__GROUPS(cap) * (sizeof(uint64_t) + sizeof(double));
   return s + ((size_t)cap + 1) * sizeof(uint32_t);
 }
 
@@ -111,9 +113,40 @@ static inline void tally__cnt_set(tally__node *nd, unsigned i, uint64_t k) {
   tally__cnt_add(nd, i, k - nd->cnt[i]);
 }
 
-/* Recompute an inner node's group totals from its counts (after entries
- * moved); O(entries). */
+/* Recompute an inner node's group totals from its counts and sums (after
+ * entries moved); O(entries). */
 void tally__node_regroup(tally__node *nd);
+
+/* An inner node's sum totals by group: gsum[g] is the total of sum[8g ..
+ * 8g+7] (up to the last child), added in slot order. They follow grp[]. A
+ * node's total is then the total of at most cap/8 group totals, and a sum
+ * change recomputes one group (tally__sum_set): a write's fixup reads one
+ * line of sums and one of group totals per level instead of every sum. */
+static inline double *tally__gsum(const tally__node *nd) {
+  return (double *)(void *)(nd->grp + TALLY__GROUPS(nd->cap));
+}
+
+/* The total of a[0 .. m) (a short run), added in order. */
+static inline double tally__group_total(const double *a, unsigned m) {
+  double s = 0.0;
+  unsigned k;
+  for (k = 0; k < m; k++)
+    s += a[k];
+  return s;
+}
+
+/* Total of group g of an inner node's sums, from sum[] itself. */
+static inline double tally__group_sum(const tally__node *nd, unsigned g) {
+  unsigned a = g * TALLY__GROUP, e = a + TALLY__GROUP;
+  return tally__group_total(nd->sum + a, (e < nd->n ? e : nd->n) - a);
+}
+
+/* Set sum[i] to v; an inner node's group total follows. */
+static inline void tally__sum_set(tally__node *nd, unsigned i, double v) {
+  nd->sum[i] = v;
+  if (!nd->leaf)
+    tally__gsum(nd)[i / TALLY__GROUP] = tally__group_sum(nd, i / TALLY__GROUP);
+}
 
 /* The total of a node's sum[] array. Eight accumulators (lanes j mod 8)
  * break the chain of dependent additions (a fixup runs one total per level,
@@ -134,8 +167,37 @@ static inline double tally__total(const double *a, unsigned n) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+/* A node's total: a leaf's sums by tally__total, an inner node's group
+ * totals in group order. */
 static inline double tally__node_total(const tally__node *nd) {
-  return tally__total(nd->sum, nd->n);
+  const double *gs;
+  double s = 0.0;
+  unsigned g, groups;
+  if (nd->leaf)
+    return tally__total(nd->sum, nd->n);
+  gs = tally__gsum(nd);
+  groups = (nd->n + TALLY__GROUP - 1u) / TALLY__GROUP;
+  for (g = 0; g < groups; g++)
+    s += gs[g];
+  return s;
+}
+
+/* The total of sum[a .. b) of an inner node, a <= b <= n: the sums of a's
+ * group from a, the group totals of the groups wholly inside, the sums of
+ * b's group before b. A fixed order for given (a, b), so every read of a
+ * range adds the same numbers the same way. */
+static inline double tally__slice_total(const tally__node *nd, unsigned a,
+                                        unsigned b) {
+  unsigned ga = (a + TALLY__GROUP - 1u) / TALLY__GROUP, gb = b / TALLY__GROUP;
+  const double *gs = tally__gsum(nd);
+  double s;
+  if (ga >= gb) /* a and b in one group (or a at its start, b inside) */
+    return tally__group_total(nd->sum + a, b - a);
+  s = tally__group_total(nd->sum + a, ga * TALLY__GROUP - a);
+  for (; ga < gb; ga++)
+    s += gs[ga];
+  return s + tally__group_total(nd->sum + gb * TALLY__GROUP,
+                                b - gb * TALLY__GROUP);
 }
 
 /* --- memory (node.c) ------------------------------------------------------ */

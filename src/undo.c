@@ -102,7 +102,7 @@ static void undo_one(tally__undo *u, tally__undo_rec *r) {
     break;
   case TALLY__UR_KID:
     tally__cnt_set(nd, r->slot, r->u.kid.cnt);
-    nd->sum[r->slot] = r->u.kid.sum;
+    tally__sum_set(nd, r->slot, r->u.kid.sum);
     break;
   case TALLY__UR_HDR:
     r->t->root = r->u.hdr.root;

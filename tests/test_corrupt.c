@@ -194,6 +194,13 @@ static void c_group(tally__tree *t, cc_save *s) {
   t->root->grp[0]--;
 }
 
+static void c_group_sum(tally__tree *t, cc_save *s) {
+  /* the total of the sums of the root's first group of children */
+  double *gs = tally__gsum(t->root);
+  cc_keep(s, gs, sizeof *gs);
+  gs[0] += 1.0;
+}
+
 static void c_sum(tally__tree *t, cc_save *s) {
   tally__node *p;
   cc_left(t, t->height - 1, &p);
@@ -278,6 +285,7 @@ static const cc_case cc_cases[] = {
     {"separator above its child", "invariant 4", c_separator},
     {"cached count", "invariant 5", c_count},
     {"cached group total", "invariant 5", c_group},
+    {"cached group sum", "invariant 5", c_group_sum},
     {"cached sum", "invariant 5", c_sum},
     {"header count", "invariant 6", c_header_count},
     {"off[0] not zero", "invariant 7", c_off0},
