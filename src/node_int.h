@@ -102,7 +102,7 @@ static inline uint64_t tally__node_count(const tally__node *nd) {
 /* Add d (modulo 2^64: a decrease wraps) to child i's count and to the
  * group totals from its group on. */
 static inline void tally__cnt_add(tally__node *nd, unsigned i, uint64_t d) {
-  unsigned g, end = (nd->n + TALLY__GROUP - 1u) / TALLY__GROUP;
+  unsigned g, end = TALLY__GROUPS(nd->n);
   nd->cnt[i] += d;
   for (g = i / TALLY__GROUP; g < end; g++)
     nd->grp[g] += d;
@@ -170,16 +170,9 @@ static inline double tally__total(const double *a, unsigned n) {
 /* A node's total: a leaf's sums by tally__total, an inner node's group
  * totals in group order. */
 static inline double tally__node_total(const tally__node *nd) {
-  const double *gs;
-  double s = 0.0;
-  unsigned g, groups;
   if (nd->leaf)
     return tally__total(nd->sum, nd->n);
-  gs = tally__gsum(nd);
-  groups = (nd->n + TALLY__GROUP - 1u) / TALLY__GROUP;
-  for (g = 0; g < groups; g++)
-    s += gs[g];
-  return s;
+  return tally__group_total(tally__gsum(nd), TALLY__GROUPS(nd->n));
 }
 
 /* The total of sum[a .. b) of an inner node, a <= b <= n: the sums of a's

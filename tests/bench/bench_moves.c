@@ -39,8 +39,9 @@
 #include "tally.h"
 
 #define BM_AGGS 3
-#define BM_WAYS 3
 #define BM_MAX_ROUNDS 101
+
+enum { BM_TXN, BM_SINGLE, BM_SORTED, BM_WAYS }; /* the ways, as above */
 
 typedef struct bm_move {
   int64_t id, from, to;
@@ -110,10 +111,10 @@ static double bm_apply(tally_agg *const *ag, int way, const bm_move *mv,
   double t0 = bm_now();
   size_t j;
   int a;
-  if (way != 1)
+  if (way != BM_SINGLE)
     for (a = 0; a < BM_AGGS; a++)
       bm_check(tally_agg_begin(ag[a]), "begin");
-  if (way == 2) {
+  if (way == BM_SORTED) {
     memcpy(tmp, mv, k * sizeof *mv);
     qsort(tmp, k, sizeof *tmp, bm_by_from);
     for (a = 0; a < BM_AGGS; a++)
@@ -130,7 +131,7 @@ static double bm_apply(tally_agg *const *ag, int way, const bm_move *mv,
         bm_write(ag[a], 1, mv[j].to, mv[j].id);
       }
   }
-  if (way != 1)
+  if (way != BM_SINGLE)
     for (a = 0; a < BM_AGGS; a++)
       bm_check(tally_agg_commit(ag[a]), "commit");
   return bm_now() - t0;
@@ -209,8 +210,9 @@ int main(int argc, char **argv) {
   for (a = 0; a < BM_AGGS; a++) {
     uint64_t c0 = 0, c;
     double s0 = 0, s;
-    bm_check(tally_agg_count_sum(ag[0][a], NULL, NULL, &c0, &s0), "count");
-    for (w = 1; w < BM_WAYS; w++) {
+    bm_check(tally_agg_count_sum(ag[BM_TXN][a], NULL, NULL, &c0, &s0),
+             "count");
+    for (w = BM_SINGLE; w < BM_WAYS; w++) {
       bm_check(tally_agg_count_sum(ag[w][a], NULL, NULL, &c, &s), "count");
       bad |= c != c0 || s != s0;
     }
@@ -218,10 +220,10 @@ int main(int argc, char **argv) {
       unsigned char kb[TALLY_KEY_SCALAR_SIZE];
       tally_bytes kk = tally_key_of_int(key[(size_t)(bm_next() % n)], kb);
       uint64_t r0 = 0, r;
-      bm_check(tally_agg_index_of(ag[0][a], NULL, NULL, kk, NULL, TALLY_ASC,
-                                  &r0),
+      bm_check(tally_agg_index_of(ag[BM_TXN][a], NULL, NULL, kk, NULL,
+                                  TALLY_ASC, &r0),
                "index_of");
-      for (w = 1; w < BM_WAYS; w++) {
+      for (w = BM_SINGLE; w < BM_WAYS; w++) {
         bm_check(tally_agg_index_of(ag[w][a], NULL, NULL, kk, NULL, TALLY_ASC,
                                     &r),
                  "index_of");
@@ -242,7 +244,7 @@ int main(int argc, char **argv) {
   printf("%-8s %14s %10s\n", "way", "us/moved row", "vs txn");
   for (w = 0; w < BM_WAYS; w++)
     printf("%-8s %14.2f %9.2fx\n", bm_names[w], med[w] / (double)k / 1000.0,
-           med[0] / med[w]);
+           med[BM_TXN] / med[w]);
   if (bad)
     fprintf(stderr, "bench_moves: the ways disagree\n");
   else
