@@ -1389,7 +1389,8 @@ int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out) {
  * steps in the same order for that query (rank: bt_child and the count
  * sums; range: bt_range_step; at: bt_select_child), so the same result,
  * sums included, bit for bit. Only the order across queries changes: up
- * to BT_GROUP queries descend together, one level per round.
+ * to BT_GROUP queries (BT_RANGE_GROUP range reads) descend together, one
+ * level per round.
  *
  * Invariant of a round: a query's step reads only the node(s) its previous
  * step (or the start) asked for with a prefetch, and ends by asking for its
@@ -1399,6 +1400,12 @@ int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out) {
  * trees are only read, so the queries do not affect each other.
  */
 #define BT_GROUP 16
+/* Range reads interleave half as many: each walks two paths and asks for
+ * whole nodes (bt_range_step), so 8 of them keep as many nodes in flight
+ * as 16 ranks do. With 16, the lines asked for outrun the L1 cache and
+ * the lines in flight: a batch of sums measured 4-7% slower, at 10^5
+ * items and at 10^6, in runs alternating the two in one process. */
+#define BT_RANGE_GROUP 8
 
 /* A rank read in flight (tally__tree_rank's steps, split into rounds). */
 typedef struct bt_rank_q {
@@ -1523,11 +1530,11 @@ void tally__tree_rank_batch(const tally__tree *const *t, const tally__edge *e,
 void tally__tree_range_batch(const tally__tree *const *t,
                              const tally__edge *lo, const tally__edge *hi,
                              size_t n, uint64_t *count, double *sum) {
-  bt_range_q q[BT_GROUP];
+  bt_range_q q[BT_RANGE_GROUP];
   size_t base, g, i;
   for (base = 0; base < n; base += g) {
     int live = 0;
-    g = n - base < BT_GROUP ? n - base : BT_GROUP;
+    g = n - base < BT_RANGE_GROUP ? n - base : BT_RANGE_GROUP;
     for (i = 0; i < g; i++) {
       const tally__tree *ti = t[base + i];
       q[i].done = 1;
