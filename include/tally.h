@@ -883,8 +883,8 @@ typedef struct tally_query {
  * Batch reads: out[i] is what the single call would return for q[i]
  * (tally_agg_count, tally_agg_sum, tally_agg_at), sums bit for bit. The
  * queries may name different namespaces and bounds. They are answered
- * together: up to 16 paths descend the trees at once (for count and sum,
- * 8 queries, each walking both its edges), each asking for its next node
+ * together: the descents of up to 16 queries (8 for sum, whose reads ask
+ * for more of each node) run at once, each asking for its next node
  * before any is read, so their cache misses overlap; on large
  * aggregates (far beyond the CPU caches) a batch of 16 or more costs less
  * per query than the single calls, most for tally_agg_at_batch. No

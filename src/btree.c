@@ -1389,14 +1389,14 @@ int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out) {
  * steps in the same order for that query (rank: bt_child and the count
  * sums; range: bt_range_step; at: bt_select_child), so the same result,
  * sums included, bit for bit. Only the order across queries changes: up
- * to BT_GROUP queries (BT_RANGE_GROUP range reads) descend together, one
- * level per round.
+ * to BT_GROUP queries (BT_RANK_GROUP ranks, BT_RANGE_GROUP range reads)
+ * descend together, one level per round.
  *
  * Invariant of a round: a query's step reads only the node(s) its previous
  * step (or the start) asked for with a prefetch, and ends by asking for its
  * next node(s). So between asking for a node and reading it, every other
- * live query of the group takes its step: up to BT_GROUP misses are in
- * flight at once, instead of one after the other down a single path. The
+ * live query of the group takes its step: a group's misses are in flight
+ * at once, instead of one after the other down a single path. The
  * trees are only read, so the queries do not affect each other.
  */
 #define BT_GROUP 16
@@ -1406,6 +1406,10 @@ int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out) {
  * the lines in flight: a batch of sums measured 4-7% slower, at 10^5
  * items and at 10^6, in runs alternating the two in one process. */
 #define BT_RANGE_GROUP 8
+/* Rank reads, which ask for a dozen lines of a node (bt_rank_prefetch),
+ * interleave twice as many: 32 still fit their lines in the L1 cache, and
+ * a count batch (two ranks per query) measured 3-4% faster than with 16. */
+#define BT_RANK_GROUP 32
 
 /* A rank read in flight (tally__tree_rank's steps, split into rounds). */
 typedef struct bt_rank_q {
@@ -1489,11 +1493,11 @@ static void bt_rank_round(bt_rank_q *q, uint64_t *out) {
 
 void tally__tree_rank_batch(const tally__tree *const *t, const tally__edge *e,
                             size_t n, uint64_t *out) {
-  bt_rank_q q[BT_GROUP];
+  bt_rank_q q[BT_RANK_GROUP];
   size_t base, g, i;
   for (base = 0; base < n; base += g) {
     int live = 0;
-    g = n - base < BT_GROUP ? n - base : BT_GROUP;
+    g = n - base < BT_RANK_GROUP ? n - base : BT_RANK_GROUP;
     for (i = 0; i < g; i++) {
       const tally__tree *ti = t[base + i];
       const tally__edge *ei = &e[base + i];
