@@ -105,6 +105,8 @@ tally__node *tally__node_alloc(const tally__mem *m, unsigned cap, int leaf,
   nd->off[0] = 0;
   for (j = 0; j < cap; j++)
     nd->pfx[j] = TALLY__PFX_NONE;
+  if (!leaf) /* tally__cnt_before reads a whole group of counts */
+    memset(nd->cnt, 0, (size_t)cap * sizeof *nd->cnt);
   return nd;
 }
 
