@@ -105,8 +105,16 @@ tally__node *tally__node_alloc(const tally__mem *m, unsigned cap, int leaf,
   nd->off[0] = 0;
   for (j = 0; j < cap; j++)
     nd->pfx[j] = TALLY__PFX_NONE;
-  if (!leaf) /* tally__cnt_before reads a whole group of counts */
+  /* Reads that mask slots past the last entry out still read them
+   * (tally__cnt_before, tally__node_total, tally__cnt_add): every slot of
+   * sum[] and, in an inner node, of cnt[], grp[] and the group sums
+   * starts initialised. */
+  memset(nd->sum, 0, (size_t)cap * sizeof *nd->sum);
+  if (!leaf) {
     memset(nd->cnt, 0, (size_t)cap * sizeof *nd->cnt);
+    memset(nd->grp, 0,
+           (size_t)TALLY__GROUPS(cap) * (sizeof(uint64_t) + sizeof(double)));
+  }
   return nd;
 }
 
