@@ -1401,10 +1401,11 @@ int tally__tree_at(const tally__tree *t, uint64_t rank, tally_item *out) {
  */
 #define BT_GROUP 16
 /* Range reads interleave half as many: each walks two paths and asks for
- * whole nodes (bt_range_step), so 8 of them keep as many nodes in flight
- * as 16 ranks do. With 16, the lines asked for outrun the L1 cache and
- * the lines in flight: a batch of sums measured 4-7% slower, at 10^5
- * items and at 10^6, in runs alternating the two in one process. */
+ * whole nodes (bt_range_step), some 40 lines each. With 16 (32 paths,
+ * about 1,400 lines asked for per round) the lines outran the L1 cache
+ * and the misses a core keeps in flight: a batch of sums measured 4-7%
+ * slower than with 8, at 10^5 items and at 10^6, in runs alternating the
+ * two in one process; 4 were no faster than 8. */
 #define BT_RANGE_GROUP 8
 /* Rank reads, which ask for a dozen lines of a node (bt_rank_prefetch),
  * interleave twice as many: 32 still fit their lines in the L1 cache, and
