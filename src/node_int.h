@@ -85,6 +85,11 @@ static inline unsigned char *tally__node_inline(const tally__node *nd,
   return (unsigned char *)nd + tally__node_size(cap, nd->leaf);
 }
 
+/* All ones if keep, else 0: selects a value without a branch. */
+static inline uint64_t tally__mask(int keep) {
+  return 0 - (uint64_t)(keep != 0);
+}
+
 /* Items below children 0 .. i-1 of an inner node: a group total and the
  * counts of the children before i in i's group. The group's counts are
  * added under a mask, in a loop whose length does not depend on i (the
@@ -100,10 +105,10 @@ static inline uint64_t tally__cnt_before(const tally__node *nd, unsigned i) {
   uint64_t s = g > 0 ? nd->grp[g - 1] : 0;
   if (j + TALLY__GROUP - 1u <= nd->cap) { /* a fixed count: unrolled */
     for (k = 0; k < TALLY__GROUP - 1u; k++)
-      s += c[k] & (0 - (uint64_t)(k < m));
+      s += c[k] & tally__mask(k < m);
   } else { /* the last group of a node size not a multiple of 8 */
     for (k = 0; j + k < nd->cap; k++)
-      s += c[k] & (0 - (uint64_t)(k < m));
+      s += c[k] & tally__mask(k < m);
   }
   return s;
 }
@@ -125,7 +130,7 @@ static inline void tally__cnt_add(tally__node *nd, unsigned i, uint64_t d) {
               all = TALLY__GROUPS(nd->cap);
   nd->cnt[i] += d;
   for (g = 0; g < all; g++) /* first <= g < end, in one compare */
-    nd->grp[g] += d & (0 - (uint64_t)(g - first < end - first));
+    nd->grp[g] += d & tally__mask(g - first < end - first);
 }
 
 /* Set child i's count to k. */
@@ -160,7 +165,7 @@ static inline double tally__masked(const double *a, unsigned k, int keep) {
   uint64_t b;
   double v;
   memcpy(&b, a + k, sizeof b);
-  b &= 0 - (uint64_t)(keep != 0);
+  b &= tally__mask(keep);
   memcpy(&v, &b, sizeof v);
   return v;
 }
@@ -197,42 +202,37 @@ static inline void tally__sum_set(tally__node *nd, unsigned i, double v) {
     tally__gsum(nd)[i / TALLY__GROUP] = tally__group_sum(nd, i / TALLY__GROUP);
 }
 
-/* The total of a node's sum[] array. Eight accumulators (lanes j mod 8)
- * break the chain of dependent additions (a fixup runs one total per level,
- * each waiting for the one below); the order is fixed, so the result
- * depends only on the array (invariant 5 compares it exactly). */
-static inline double tally__total(const double *a, unsigned n) {
+/* The total of a[0 .. n), where a[0 .. room) may be read (room >= n, all
+ * initialised; room 0: nothing past n). Eight accumulators (lanes j mod 8) break the chain of
+ * dependent additions (a fixup runs one total per level, each waiting for
+ * the one below); the order is fixed, so the result depends only on
+ * a[0 .. n) (invariant 5 compares it exactly). When room holds the whole
+ * last block of eight, its slots from n on are added masked (as in
+ * tally__group_total_masked, the same bits) instead of by a loop whose end
+ * follows n and is mispredicted. */
+static inline double tally__total_within(const double *a, unsigned n,
+                                         unsigned room) {
   double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   const double *p = a, *end8 = a + (n - n % 8u);
-  unsigned k;
+  unsigned k, r = n % 8u;
   /* A pointer walk (no 32-bit index that might wrap) lets the compiler
    * add lanes pairwise in vector registers; each lane still adds its own
    * elements in the same order, so the result is the same. */
   for (; p < end8; p += 8)
     for (k = 0; k < 8; k++)
       s[k] += p[k];
-  for (k = 0; p < a + n; p++, k++)
-    s[k] += *p;
+  if (room != 0 && r != 0 && n - r + 8u <= room)
+    for (k = 0; k < 8; k++)
+      s[k] += tally__masked(p, k, k < r);
+  else
+    for (k = 0; p < a + n; p++, k++)
+      s[k] += *p;
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-/* tally__total(a, n) of a node's whole sum[] array (cap slots, all
- * initialised), bit for bit: the last partial block of eight is added
- * masked (as in tally__group_total_masked) instead of by a loop whose end
- * follows n. */
-static inline double tally__total_node(const double *a, unsigned n,
-                                       unsigned cap) {
-  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-  const double *p = a, *end8 = a + (n - n % 8u);
-  unsigned k, r = n % 8u;
-  if (r == 0 || n - r + 8u > cap)
-    return tally__total(a, n);
-  for (; p < end8; p += 8)
-    for (k = 0; k < 8; k++)
-      s[k] += p[k];
-  for (k = 0; k < 8; k++)
-    s[k] += tally__masked(p, k, k < r);
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+/* The total of a[0 .. n) (a node's sums, or a run of them). */
+static inline double tally__total(const double *a, unsigned n) {
+  return tally__total_within(a, n, 0);
 }
 
 /* A node's total: a leaf's sums by tally__total, an inner node's group
@@ -240,7 +240,7 @@ static inline double tally__total_node(const double *a, unsigned n,
  * same result). */
 static inline double tally__node_total(const tally__node *nd) {
   if (nd->leaf)
-    return tally__total_node(nd->sum, nd->n, nd->cap);
+    return tally__total_within(nd->sum, nd->n, nd->cap);
   return tally__group_total_masked(tally__gsum(nd), TALLY__GROUPS(nd->n),
                                    TALLY__GROUPS(nd->cap));
 }

@@ -1076,7 +1076,7 @@ static double mt_value(tu_rng *r, int garbage) {
 static int mt_same(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
 
 /* The totals a write's fixup takes with slots past the last entry masked
- * out (tally__total_node, tally__group_total_masked) give the bits of the
+ * out (tally__total_within, tally__group_total_masked) give the bits of the
  * plain loops over the entries alone, whatever the masked slots hold, in
  * the default rounding and rounding toward -infinity (where -0.0 + +0.0 is
  * -0.0). Invariant 5 compares sums exactly, so the two may not differ. */
@@ -1094,7 +1094,8 @@ static void test_masked_totals(void **state) {
       for (n = 0; n <= 64; n++) {
         for (k = 0; k < 64; k++)
           a[k] = mt_value(&r, k >= n);
-        assert_true(mt_same(tally__total_node(a, n, 64), tally__total(a, n)));
+        assert_true(
+            mt_same(tally__total_within(a, n, 64), tally__total(a, n)));
         if (n <= 8)
           assert_true(mt_same(tally__group_total_masked(a, n, 8),
                               tally__group_total(a, n)));
